@@ -1,0 +1,44 @@
+"""vireid-bench: evaluation toolkit for visible-infrared person re-identification.
+
+Public API (nothing heavy is imported until used):
+
+* :func:`score` - score a feature dump under protocol presets -> pandas.DataFrame
+* :func:`evaluate` - the same, returning per-query scores too
+* :func:`load_dump`, :func:`write_dump` - HDF5 feature dumps (format v1)
+* :func:`resolve_presets`, :func:`builtin_presets` - protocol presets
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("vireid-bench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "__version__",
+    "builtin_presets",
+    "evaluate",
+    "load_dump",
+    "resolve_presets",
+    "score",
+    "write_dump",
+]
+
+
+def __getattr__(name: str):
+    if name in ("score", "evaluate"):
+        from vireid_bench import scoring
+
+        return getattr(scoring, name)
+    if name in ("load_dump", "write_dump"):
+        from vireid_bench import dump
+
+        return getattr(dump, name)
+    if name in ("resolve_presets", "builtin_presets"):
+        from vireid_bench import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module 'vireid_bench' has no attribute {name!r}")

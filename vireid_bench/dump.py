@@ -1,0 +1,559 @@
+"""HDF5 feature dumps (format v1): read, validate, write.
+
+A feature dump is what a model hands to the scorer: one feature vector per test image plus
+the image's person id, camera and modality. The format is documented in
+``docs/dump-format.md``; in brief, for ``N`` images:
+
+* root attributes ``vireid_bench_format = 1``, ``dataset`` (str), ``model`` (str), optional
+  ``description``, ``default_features``, ``cross_features``, ``same_features``;
+* ``features/<name>``: float [N, D] (at least one set);
+* ``pid`` int [N], ``cam`` int [N], ``modality`` uint8 [N] (0 = visible, 1 = infrared);
+* optional ``path``: UTF-8 str [N], the image path relative to the dataset root.
+
+A dump may instead hold several test splits as groups ``trials/0 .. trials/T-1``, each with
+the per-image layout above (RegDB: one split per trial). Root attributes stay at the root.
+
+Every problem is reported as :class:`~vireid_bench.errors.DumpError` whose one-line message
+names the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vireid_bench.errors import DumpError
+
+FORMAT_VERSION = 1
+VISIBLE = 0
+INFRARED = 1
+MODALITY_NAMES = {VISIBLE: "visible", INFRARED: "infrared"}
+MODALITY_CODES = {name: code for code, name in MODALITY_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class FeatureSplit:
+    """One test split: features and labels of ``N`` images, all arrays in the same order.
+
+    Attributes:
+        features: feature-set name -> float32 array [N, D] (D may differ between sets).
+        pid: int64 [N], person id.
+        cam: int64 [N], camera id as the dataset numbers it; equal ids mean the same camera,
+            whatever the modality.
+        modality: uint8 [N], 0 = visible, 1 = infrared.
+        path: object array [N] of str (image path relative to the dataset root), or None.
+    """
+
+    features: Mapping[str, np.ndarray]
+    pid: np.ndarray
+    cam: np.ndarray
+    modality: np.ndarray
+    path: np.ndarray | None = None
+
+    @property
+    def n_images(self) -> int:
+        """Number of images in the split."""
+        return int(self.pid.shape[0])
+
+
+@dataclass(frozen=True)
+class FeatureDump:
+    """A validated feature dump as loaded by :func:`load_dump`.
+
+    Attributes:
+        source: the file it came from (a label used in error messages).
+        dataset: the dataset convention name (``"generic"`` when none applies).
+        model: the model's name.
+        description: free text, may be empty.
+        default_features: the feature set used when no per-pair policy is given.
+        cross_features: the set used for pairs of different modality.
+        same_features: the set used for pairs of the same modality.
+        splits: the test splits; one unless the dump holds ``trials/<k>`` groups.
+        has_trial_splits: True when the splits came from ``trials/<k>`` groups.
+        feature_dims: feature-set name -> dimension D, for every set in the file (also those
+            not loaded).
+    """
+
+    source: str
+    dataset: str
+    model: str
+    description: str
+    default_features: str
+    cross_features: str
+    same_features: str
+    splits: tuple[FeatureSplit, ...]
+    has_trial_splits: bool = False
+    feature_dims: Mapping[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_label_array(source: str, field_name: str, values: object, n: int | None) -> np.ndarray:
+    """Return ``values`` as int64 [N]; raise DumpError unless it is a 1-D integer array."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise DumpError(source, field_name, f"expected a 1-D array, got shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        raise DumpError(source, field_name, f"expected integers, got dtype {array.dtype}")
+    if n is not None and array.shape[0] != n:
+        raise DumpError(
+            source, field_name, f"length {array.shape[0]} does not match {n} images"
+        )
+    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise DumpError(source, field_name, "values do not fit in int64")
+    return array.astype(np.int64, copy=False)
+
+
+def _as_feature_array(source: str, field_name: str, values: object, n: int) -> np.ndarray:
+    """Return ``values`` as C-contiguous float32 [N, D] with finite entries, or raise."""
+    array = np.asarray(values)
+    if array.ndim != 2:
+        raise DumpError(source, field_name, f"expected a 2-D array [N, D], got shape {array.shape}")
+    if array.dtype.kind != "f":
+        raise DumpError(source, field_name, f"expected floating point, got dtype {array.dtype}")
+    if array.shape[0] != n:
+        raise DumpError(source, field_name, f"{array.shape[0]} rows do not match {n} images")
+    if array.shape[1] == 0:
+        raise DumpError(source, field_name, "feature dimension is 0")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite_rows = np.isfinite(array).all(axis=1)
+    if not finite_rows.all():
+        bad = int((~finite_rows).sum())
+        first = int(np.flatnonzero(~finite_rows)[0])
+        raise DumpError(
+            source, field_name, f"{bad} row(s) contain NaN or Inf (first at row {first})"
+        )
+    return array
+
+
+def _as_path_array(source: str, field_name: str, values: object, n: int) -> np.ndarray:
+    """Return ``values`` as an object array of str [N], or raise."""
+    array = np.asarray(values, dtype=object)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise DumpError(source, field_name, f"expected {n} strings, got shape {array.shape}")
+    out = np.empty(n, dtype=object)
+    for i, value in enumerate(array):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DumpError(source, field_name, f"entry {i} is not valid UTF-8") from exc
+        if not isinstance(value, str):
+            raise DumpError(source, field_name, f"entry {i} is not a string")
+        out[i] = value
+    return out
+
+
+def validate_split(
+    source: str,
+    *,
+    features: Mapping[str, object],
+    pid: object,
+    cam: object,
+    modality: object,
+    path: object | None = None,
+    prefix: str = "",
+) -> FeatureSplit:
+    """Check one split's arrays and return them as a :class:`FeatureSplit`.
+
+    Args:
+        source: label used in error messages (normally the file name).
+        features: feature-set name -> array [N, D] of floats.
+        pid, cam: integer arrays [N].
+        modality: integer array [N] with values 0 (visible) or 1 (infrared).
+        path: optional array [N] of str or UTF-8 bytes.
+        prefix: HDF5 group prefix for error messages, e.g. ``"trials/3/"``.
+
+    Raises:
+        DumpError: naming ``source`` and the field, on any missing field, wrong dtype or
+            shape, length mismatch, NaN/Inf feature, or modality code other than 0/1.
+    """
+    pid_array = _as_label_array(source, prefix + "pid", pid, None)
+    n = int(pid_array.shape[0])
+    if n == 0:
+        raise DumpError(source, prefix + "pid", "the split holds no images")
+    cam_array = _as_label_array(source, prefix + "cam", cam, n)
+    modality_array = _as_label_array(source, prefix + "modality", modality, n)
+    unknown = np.setdiff1d(np.unique(modality_array), list(MODALITY_NAMES))
+    if unknown.size:
+        raise DumpError(
+            source,
+            prefix + "modality",
+            f"unknown modality code(s) {unknown.tolist()} (0 = visible, 1 = infrared)",
+        )
+    if not features:
+        raise DumpError(source, prefix + "features", "no feature set")
+    feature_arrays = {
+        name: _as_feature_array(source, f"{prefix}features/{name}", values, n)
+        for name, values in features.items()
+    }
+    path_array = None if path is None else _as_path_array(source, prefix + "path", path, n)
+    return FeatureSplit(
+        features=feature_arrays,
+        pid=pid_array,
+        cam=cam_array,
+        modality=modality_array.astype(np.uint8),
+        path=path_array,
+    )
+
+
+def _resolve_feature_names(
+    source: str,
+    names: Sequence[str],
+    default_features: str | None,
+    cross_features: str | None,
+    same_features: str | None,
+) -> tuple[str, str, str]:
+    """Return (default, cross, same) feature-set names, checked against ``names``."""
+    if default_features is None:
+        if len(names) != 1:
+            raise DumpError(
+                source,
+                "default_features",
+                f"attribute missing; required when there are several feature sets {list(names)}",
+            )
+        default_features = names[0]
+    resolved = []
+    for attr, value in (
+        ("default_features", default_features),
+        ("cross_features", cross_features or default_features),
+        ("same_features", same_features or default_features),
+    ):
+        if value not in names:
+            raise DumpError(source, attr, f"names feature set {value!r}, not among {list(names)}")
+        resolved.append(value)
+    return resolved[0], resolved[1], resolved[2]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_attr_str(source: str, attrs: Mapping[str, object], name: str) -> str | None:
+    """Return a string attribute, or None when absent; raise when it is not a string."""
+    if name not in attrs:
+        return None
+    value = attrs[name]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if not isinstance(value, str):
+        raise DumpError(source, name, f"attribute must be a string, got {type(value).__name__}")
+    return value
+
+
+def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> FeatureSplit:
+    """Read and validate one split stored in ``group`` (the root or ``trials/<k>``)."""
+    import h5py
+
+    for required in ("pid", "cam", "modality", "features"):
+        if required not in group:
+            raise DumpError(source, prefix + required, "missing")
+    features_group = group["features"]
+    if not isinstance(features_group, h5py.Group):
+        raise DumpError(source, prefix + "features", "must be a group of feature sets")
+    names = list(features_group.keys())
+    if not names:
+        raise DumpError(source, prefix + "features", "no feature set")
+    features = {}
+    for name in names:
+        if wanted is not None and name not in wanted:
+            continue
+        dataset = features_group[name]
+        if not isinstance(dataset, h5py.Dataset):
+            raise DumpError(source, f"{prefix}features/{name}", "must be a dataset")
+        features[name] = _read_dataset(source, f"{prefix}features/{name}", dataset)
+    path = None
+    if "path" in group:
+        dataset = group["path"]
+        if not isinstance(dataset, h5py.Dataset):
+            raise DumpError(source, prefix + "path", "must be a dataset")
+        path = _read_dataset(source, prefix + "path", dataset)
+    arrays = {}
+    for name in ("pid", "cam", "modality"):
+        dataset = group[name]
+        if not isinstance(dataset, h5py.Dataset):
+            raise DumpError(source, prefix + name, "must be a dataset")
+        arrays[name] = _read_dataset(source, prefix + name, dataset)
+    return validate_split(source, features=features, path=path, prefix=prefix, **arrays)
+
+
+def _read_dataset(source: str, field_name: str, dataset) -> np.ndarray:
+    """Read a whole HDF5 dataset into memory, turning h5py failures into DumpError."""
+    try:
+        if dataset.dtype.kind in "OSU":
+            return np.asarray(dataset.asstr()[()] if dataset.dtype.kind == "O" else dataset[()])
+        return np.asarray(dataset[()])
+    except (OSError, TypeError, ValueError) as exc:
+        raise DumpError(source, field_name, f"cannot be read ({exc})") from exc
+
+
+def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None) -> FeatureDump:
+    """Read and validate a feature dump.
+
+    Args:
+        path: the HDF5 file.
+        feature_sets: the feature sets to load into memory (default: all of them). The
+            names are checked against the file; the dump's default/cross/same sets are
+            always loaded.
+
+    Returns:
+        The validated :class:`FeatureDump`; features are float32, labels int64/uint8.
+
+    Raises:
+        DumpError: one-line message naming the file and the field, for a missing file, a
+            file that is not HDF5, an unsupported format version, or any invalid field.
+    """
+    import h5py
+
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise DumpError(source, "", "file not found")
+    if not h5py.is_hdf5(source):
+        raise DumpError(source, "", "not an HDF5 file")
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as exc:
+        raise DumpError(source, "", f"cannot be opened ({exc})") from exc
+    with handle:
+        attrs = dict(handle.attrs)
+        if "vireid_bench_format" not in attrs:
+            raise DumpError(source, "vireid_bench_format", "root attribute missing")
+        version = attrs["vireid_bench_format"]
+        try:
+            version_int = int(version)
+        except (TypeError, ValueError) as exc:
+            raise DumpError(source, "vireid_bench_format", f"not an integer: {version!r}") from exc
+        if version_int != FORMAT_VERSION:
+            raise DumpError(
+                source,
+                "vireid_bench_format",
+                f"unsupported format version {version_int} (this toolkit reads {FORMAT_VERSION})",
+            )
+        dataset_name = _read_attr_str(source, attrs, "dataset")
+        if dataset_name is None:
+            raise DumpError(source, "dataset", "root attribute missing (use 'generic')")
+        model = _read_attr_str(source, attrs, "model")
+        if model is None:
+            raise DumpError(source, "model", "root attribute missing")
+        description = _read_attr_str(source, attrs, "description") or ""
+        names_attrs = {
+            name: _read_attr_str(source, attrs, name)
+            for name in ("default_features", "cross_features", "same_features")
+        }
+
+        if "trials" in handle:
+            if "pid" in handle or "features" in handle:
+                raise DumpError(
+                    source, "trials", "dump holds both root-level images and trials/ groups"
+                )
+            trials = handle["trials"]
+            if not isinstance(trials, h5py.Group):
+                raise DumpError(source, "trials", "must be a group")
+            keys = list(trials.keys())
+            if not keys:
+                raise DumpError(source, "trials", "no trial group")
+            odd = [k for k in keys if not k.isdigit()]
+            if odd:
+                raise DumpError(source, f"trials/{odd[0]}", "trial groups must be named 0..T-1")
+            keys.sort(key=int)
+            missing = sorted(set(range(int(keys[-1]) + 1)) - {int(k) for k in keys})
+            if missing:
+                raise DumpError(source, f"trials/{missing[0]}", "missing (groups must be 0..T-1)")
+            groups = [(trials[k], f"trials/{k}/") for k in keys]
+            has_trials = True
+        else:
+            groups = [(handle, "")]
+            has_trials = False
+
+        for group, prefix in groups:
+            if "features" in group and not isinstance(group["features"], h5py.Group):
+                raise DumpError(source, prefix + "features", "must be a group of feature sets")
+        first_group, first_prefix = groups[0]
+        if "features" not in first_group:
+            raise DumpError(source, first_prefix + "features", "missing")
+        names = list(first_group["features"].keys())
+        if not names:
+            raise DumpError(source, first_prefix + "features", "no feature set")
+        default, cross, same = _resolve_feature_names(
+            source,
+            names,
+            names_attrs["default_features"],
+            names_attrs["cross_features"],
+            names_attrs["same_features"],
+        )
+        if feature_sets is None:
+            wanted = None
+        else:
+            wanted = set(feature_sets) | {default, cross, same}
+            unknown = sorted(wanted - set(names))
+            if unknown:
+                raise DumpError(
+                    source, "features", f"no feature set {unknown[0]!r} (available: {names})"
+                )
+        splits = []
+        dims: dict[str, int] = {}
+        for group, prefix in groups:
+            group_names = list(group["features"].keys()) if "features" in group else []
+            if "features" in group and sorted(group_names) != sorted(names):
+                raise DumpError(
+                    source,
+                    prefix + "features",
+                    f"feature sets {sorted(group_names)} differ from trials/0's {sorted(names)}",
+                )
+            split = _read_split(source, group, prefix, wanted)
+            for name in names:
+                shape = group["features"][name].shape
+                dim = int(shape[1]) if len(shape) == 2 else -1
+                if dims.setdefault(name, dim) != dim:
+                    raise DumpError(
+                        source, f"{prefix}features/{name}", f"dimension {dim} differs from {dims[name]}"
+                    )
+            splits.append(split)
+    return FeatureDump(
+        source=source,
+        dataset=dataset_name,
+        model=model,
+        description=description,
+        default_features=default,
+        cross_features=cross,
+        same_features=same,
+        splits=tuple(splits),
+        has_trial_splits=has_trials,
+        feature_dims=dims,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_split(group, split: FeatureSplit) -> None:
+    """Write one validated split's datasets into an open HDF5 group."""
+    import h5py
+
+    features_group = group.create_group("features")
+    for name, array in split.features.items():
+        features_group.create_dataset(name, data=array)
+    group.create_dataset("pid", data=split.pid)
+    group.create_dataset("cam", data=split.cam)
+    group.create_dataset("modality", data=split.modality.astype(np.uint8))
+    if split.path is not None:
+        group.create_dataset(
+            "path", data=[str(p) for p in split.path], dtype=h5py.string_dtype("utf-8")
+        )
+
+
+def write_dump(
+    path: str | os.PathLike,
+    *,
+    features: np.ndarray | Mapping[str, np.ndarray] | None = None,
+    pid: object = None,
+    cam: object = None,
+    modality: object = None,
+    paths: object | None = None,
+    trials: Sequence[FeatureSplit] | None = None,
+    dataset: str = "generic",
+    model: str = "unknown",
+    description: str = "",
+    default_features: str | None = None,
+    cross_features: str | None = None,
+    same_features: str | None = None,
+    float16: bool = False,
+) -> Path:
+    """Validate arrays and write them as a v1 feature dump; return the written path.
+
+    Either give one split (``features``, ``pid``, ``cam``, ``modality``, optional
+    ``paths``) or several as ``trials`` (a sequence of :class:`FeatureSplit`, written as
+    ``trials/<k>`` groups). ``features`` may be a single array, stored as the set
+    ``"default"``, or a mapping of set names to arrays.
+
+    The file is written to a temporary name beside ``path`` and renamed into place, so an
+    interrupted write never leaves a half-written dump under the final name.
+
+    Args:
+        float16: store features as float16 (half the size; scored as float32).
+
+    Raises:
+        DumpError: when the arrays do not form a valid dump (the same checks as
+            :func:`load_dump`), naming ``path`` and the field.
+    """
+    import h5py
+
+    target = Path(path)
+    source = str(target)
+    if trials is not None:
+        if features is not None or pid is not None:
+            raise DumpError(source, "trials", "give either trials or one split's arrays, not both")
+        if not trials:
+            raise DumpError(source, "trials", "no trial split given")
+        splits = [
+            validate_split(
+                source,
+                features=s.features,
+                pid=s.pid,
+                cam=s.cam,
+                modality=s.modality,
+                path=s.path,
+                prefix=f"trials/{k}/",
+            )
+            for k, s in enumerate(trials)
+        ]
+    else:
+        for name, value in (("features", features), ("pid", pid), ("cam", cam), ("modality", modality)):
+            if value is None:
+                raise DumpError(source, name, "missing")
+        feature_map = features if isinstance(features, Mapping) else {"default": features}
+        splits = [
+            validate_split(
+                source, features=feature_map, pid=pid, cam=cam, modality=modality, path=paths
+            )
+        ]
+    names = list(splits[0].features)
+    for k, split in enumerate(splits[1:], start=1):
+        if sorted(split.features) != sorted(names):
+            raise DumpError(source, f"trials/{k}/features", "feature sets differ from trials/0's")
+    default, cross, same = _resolve_feature_names(
+        source, names, default_features, cross_features, same_features
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp_name, "w") as handle:
+            handle.attrs["vireid_bench_format"] = FORMAT_VERSION
+            handle.attrs["dataset"] = dataset
+            handle.attrs["model"] = model
+            if description:
+                handle.attrs["description"] = description
+            handle.attrs["default_features"] = default
+            handle.attrs["cross_features"] = cross
+            handle.attrs["same_features"] = same
+            if float16:
+                splits = [
+                    FeatureSplit(
+                        features={n: a.astype(np.float16) for n, a in s.features.items()},
+                        pid=s.pid,
+                        cam=s.cam,
+                        modality=s.modality,
+                        path=s.path,
+                    )
+                    for s in splits
+                ]
+            if trials is not None:
+                trials_group = handle.create_group("trials")
+                for k, split in enumerate(splits):
+                    _write_split(trials_group.create_group(str(k)), split)
+            else:
+                _write_split(handle, splits[0])
+        os.replace(tmp_name, target)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return target
