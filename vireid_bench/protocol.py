@@ -241,9 +241,7 @@ def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
         elif name in presets:
             chosen.append(presets[name])
         else:
-            raise ProtocolError(
-                f"unknown protocol {name!r} (valid: all, {', '.join(presets)})"
-            )
+            raise ProtocolError(f"unknown protocol {name!r} (valid: all, {', '.join(presets)})")
     unique: dict[str, Preset] = {}
     for preset in chosen:
         unique.setdefault(preset.name, preset)

@@ -245,7 +245,7 @@ def evaluate(
                     continue
                 tasks.append(_Task(preset, variant, modality, preset_cmc, plans))
 
-    for split_index, split in enumerate(dump.splits):
+    for split_index in range(len(dump.splits)):
         _score_split(
             dump,
             split_index,
