@@ -20,7 +20,7 @@ def brute_force_rows(
     """Score a generic dump with the brute force: float64 distances, Python loops."""
     dump = load_dump(path)
     results = {}
-    for k, split in enumerate(dump.splits):
+    for split in dump.splits:
 
         def dist(i, j, split=split):
             name = cross if split.modality[i] != split.modality[j] else same
