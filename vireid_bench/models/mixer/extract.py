@@ -1,0 +1,170 @@
+"""Extract a v1 feature dump of a dataset's whole test set with a MixER checkpoint.
+
+Every image is passed as it is and horizontally flipped; the two BN-neck outputs are
+averaged (test-time flip augmentation) into ``z_e`` and ``z_r``; then
+``z_f = [z_e / |z_e|, z_r / |z_r|]``. The dump holds the feature sets ``z_e``, ``z_r``,
+``z_f`` with the paper's per-pair policy (§3.2(f)): ``cross_features = z_e``,
+``same_features = z_f`` (``default_features = z_e``). A baseline checkpoint (no related
+branch) gives ``z_e`` only. Rows follow the indexer's order; ``path``, ``pid``, ``cam`` and
+``modality`` come from it. The ``model`` attribute names the model and its config hash.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vireid_bench.dump import write_dump
+from vireid_bench.models.mixer.data import ImageListDataset, collate, test_transform
+from vireid_bench.models.mixer.index import image_index
+from vireid_bench.models.mixer.model import MixER
+from vireid_bench.models.mixer.train import CHECKPOINT_FORMAT, build_model, resolve_device
+
+
+def load_checkpoint(path: str | Path) -> tuple[MixER, dict]:
+    """Return (model in eval mode on CPU, checkpoint dict) from a training checkpoint."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: checkpoint not found")
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{source}: not a MixER checkpoint (written by 'mixer train')")
+    model = build_model(state["config"], len(state["class_pids"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def model_name(state: dict) -> str:
+    """``MixER-resnet50@<config hash>`` (``Baseline-...`` without the related branch)."""
+    config = state["config"]
+    kind = "MixER" if config["model"]["related_branch"] else "Baseline"
+    return f"{kind}-{config['model']['backbone']}@{state['config_hash']}"
+
+
+@torch.inference_mode()
+def extract_features(
+    model: MixER,
+    frame,
+    root: str | Path,
+    input_config: dict,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Flip-averaged features of every row of ``frame``: ``{name: float32 [N, D]}``."""
+    data = ImageListDataset(frame, root, test_transform(input_config))
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    use_cuda = device.type == "cuda"
+    model = model.to(device).eval()
+    if use_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    parts: dict[str, list[np.ndarray]] = {"z_e": [], "z_r": []}
+    for images, _, modality, _ in loader:
+        images = images.to(device, non_blocking=True)
+        if use_cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        modality = modality.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_cuda):
+            plain = model(images, modality)
+            flipped = model(torch.flip(images, dims=[3]), modality)
+        for name in ("z_e", "z_r"):
+            if name in plain:
+                mean = (plain[name].float() + flipped[name].float()) / 2
+                parts[name].append(mean.cpu().numpy())
+        if progress is not None:
+            progress(images.shape[0])
+    features = {name: np.concatenate(chunks) for name, chunks in parts.items() if chunks}
+    if "z_r" in features:
+        z_e = F.normalize(torch.from_numpy(features["z_e"]), dim=1)
+        z_r = F.normalize(torch.from_numpy(features["z_r"]), dim=1)
+        features["z_f"] = torch.cat([z_e, z_r], dim=1).numpy()
+    return features
+
+
+def extract(
+    checkpoint: str | Path,
+    dataset: str,
+    root: str | Path,
+    out: str | Path,
+    *,
+    trial: int | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    float16: bool = False,
+    name: str | None = None,
+    stream: TextIO | None = sys.stderr,
+) -> Path:
+    """Write the feature dump of ``dataset``'s test split; return its path.
+
+    Args:
+        checkpoint: a ``mixer train`` checkpoint (``runs/NAME/checkpoints/last.pt``).
+        trial: RegDB split (default: the checkpoint's training trial).
+        float16: store features as float16.
+        name: the dump's ``model`` attribute (default: :func:`model_name`).
+    """
+    model, state = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    trial = state["trial"] if trial is None else trial
+    frame = image_index(dataset, root, "test", trial)
+    done = [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if stream is not None:
+            stream.write(f"\rextracting {done[0]}/{len(frame)} images")
+            if done[0] == len(frame):
+                stream.write("\n")
+            stream.flush()
+
+    features = extract_features(
+        model,
+        frame,
+        root,
+        state["config"]["input"],
+        device=dev,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
+    config = state["config"]
+    has_related = "z_f" in features
+    description = (
+        f"{'MixER' if has_related else 'Baseline (L_yme only)'} {config['model']['backbone']}, "
+        f"input {config['input']['height']}x{config['input']['width']}, trained "
+        f"{state['epoch']} epoch(s) on {state['dataset']}"
+        + (f" trial {state['trial']}" if state["dataset"] == "regdb" else "")
+        + f"; config hash {state['config_hash']}; test-time flip averaging"
+        + ("; z_f = [z_e/|z_e|, z_r/|z_r|]" if has_related else "")
+    )
+    return write_dump(
+        out,
+        features=features,
+        pid=frame["pid"].to_numpy(dtype=np.int64),
+        cam=frame["cam"].to_numpy(dtype=np.int64),
+        modality=frame["modality"].to_numpy(dtype=np.uint8),
+        paths=frame["path"].astype(str).tolist(),
+        dataset=dataset,
+        model=name or model_name(state),
+        description=description,
+        default_features="z_e",
+        cross_features="z_e",
+        same_features="z_f" if has_related else "z_e",
+        float16=float16,
+    )
