@@ -154,7 +154,8 @@ def eval_sysu(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):
         all_inp.append(cmc[pos_max_idx] / (pos_max_idx + 1.0))
         num_valid_q += 1.0
         num_rel = orig_cmc.sum()
-        tmp_cmc = np.asarray([x / (i + 1.0) for i, x in enumerate(orig_cmc.cumsum())]) * orig_cmc
+        # AGW: [x / (i + 1.) for i, x in enumerate(tmp_cmc)] * orig_cmc, vectorised
+        tmp_cmc = orig_cmc.cumsum() / np.arange(1.0, orig_cmc.size + 1.0) * orig_cmc
         all_ap.append(tmp_cmc.sum() / num_rel)
     new_all_cmc = np.asarray(new_all_cmc, dtype=np.float64).sum(0) / num_valid_q
     return new_all_cmc, np.mean(all_ap), np.mean(all_inp)
