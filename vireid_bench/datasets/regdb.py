@@ -18,7 +18,9 @@ by default, thermal->visible with ``--tvsearch``. ``eval_regdb`` removes nothing
 camera ids are 1 for every query and 2 for every gallery image) and counts CMC over
 images; mAP and mINP as for SYSU-MM01; the ten trials are averaged.
 
-Mixed and uni-modal settings use every test image of both modalities of the trial's split.
+Mixed settings use every test image of both modalities of the trial's split. Mix-Cam,
+Mix-Cam-ID and the uni-modal setting do not apply (one camera per modality; the paper's
+Table 2a reports Mix, Mix-ID and both cross-modal directions).
 """
 
 from __future__ import annotations
@@ -101,6 +103,14 @@ class RegDBConvention(Convention):
         if base_setting(preset) == "cross":
             return dataclasses.replace(preset, clauses=(Clause(modality="same"),))
         return preset
+
+    def not_applicable(self, dump: FeatureDump, preset: Preset, query_modality: int) -> str | None:
+        """Besides the generic rule (Mix-Cam, Mix-Cam-ID), the uni-modal setting does not
+        apply: with one camera per modality its same-camera-same-identity clause removes
+        every true match."""
+        if base_setting(preset) == "uni":
+            return "one camera per modality (no same-modality match from another camera)"
+        return super().not_applicable(dump, preset, query_modality)
 
     def plans(
         self,
