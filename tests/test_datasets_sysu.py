@@ -551,3 +551,23 @@ def test_dataset_presets_belong_to_their_dataset(hand_dump, tmp_path):
         resolve_presets("sysu-everything")
     names = [p.name for p in resolve_presets("sysu-indoor-multi:all")]
     assert names[0] == "sysu-indoor-multi:mix" and "sysu-indoor-multi" in names
+
+
+def test_the_score_command_prints_the_agw_numbers(random_sysu):
+    import json
+
+    from click.testing import CliRunner
+
+    from vireid_bench.cli import cli
+
+    root, _, dump_path, feature_of = random_sysu
+    args = ["score", str(dump_path), "-p", "sysu-all-single", "--query-modality", "infrared"]
+    result = CliRunner().invoke(cli, [*args, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["results"]
+    expected = agw_test(str(root), "all", feature_of)
+    got = [row[m] for m in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    table = CliRunner().invoke(cli, ["score", str(dump_path), "-p", "all", "--trials", "1"])
+    assert table.exit_code == 0
+    assert "cross (all)" in table.stdout and "cross (indoor)" in table.stdout

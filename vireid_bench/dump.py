@@ -102,9 +102,7 @@ def _as_label_array(source: str, field_name: str, values: object, n: int | None)
     if array.dtype.kind not in "iu":
         raise DumpError(source, field_name, f"expected integers, got dtype {array.dtype}")
     if n is not None and array.shape[0] != n:
-        raise DumpError(
-            source, field_name, f"length {array.shape[0]} does not match {n} images"
-        )
+        raise DumpError(source, field_name, f"length {array.shape[0]} does not match {n} images")
     if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
         raise DumpError(source, field_name, "values do not fit in int64")
     return array.astype(np.int64, copy=False)
@@ -413,7 +411,9 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
                 dim = int(shape[1]) if len(shape) == 2 else -1
                 if dims.setdefault(name, dim) != dim:
                     raise DumpError(
-                        source, f"{prefix}features/{name}", f"dimension {dim} differs from {dims[name]}"
+                        source,
+                        f"{prefix}features/{name}",
+                        f"dimension {dim} differs from {dims[name]}",
                     )
             splits.append(split)
     return FeatureDump(
@@ -505,7 +505,12 @@ def write_dump(
             for k, s in enumerate(trials)
         ]
     else:
-        for name, value in (("features", features), ("pid", pid), ("cam", cam), ("modality", modality)):
+        for name, value in (
+            ("features", features),
+            ("pid", pid),
+            ("cam", cam),
+            ("modality", modality),
+        ):
             if value is None:
                 raise DumpError(source, name, "missing")
         feature_map = features if isinstance(features, Mapping) else {"default": features}

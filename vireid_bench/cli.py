@@ -1,0 +1,387 @@
+"""The ``vireid-bench`` command line: a thin click layer over the Python API.
+
+Exit codes scripts can rely on: 0 success; 1 a check found a regression; 2 bad input or
+usage (one-line message on stderr naming the file and field); 130 interrupted (Ctrl-C).
+Results go to stdout (or ``--output``), diagnostics and progress bars to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _version() -> str:
+    from vireid_bench import __version__
+
+    return __version__
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show Python warnings as ``warning: <message>`` lines on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        click.echo(f"warning: {message}", err=True)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            yield
+    finally:
+        warnings.showwarning = previous
+
+
+def write_output(text: str, output: str | None) -> None:
+    """Write ``text`` to stdout, or atomically to ``output`` (temporary file, then rename)."""
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    click.echo(f"wrote {target}", err=True)
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    if total <= 0 or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+class InputError(click.ClickException):
+    """Bad input: a one-line ``error: ...`` message on stderr and exit code 2."""
+
+    exit_code = EXIT_INPUT
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Maps toolkit errors to exit code 2 and Ctrl-C to exit code 130."""
+
+    def invoke(self, ctx: click.Context):
+        from vireid_bench.errors import VireidBenchError
+
+        try:
+            return super().invoke(ctx)
+        except VireidBenchError as exc:
+            raise InputError(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="vireid-bench", prog_name="vireid-bench")
+def cli() -> None:
+    """Evaluate visible-infrared person re-identification features.
+
+    A model writes one HDF5 feature dump (features, person id, camera and modality per
+    image; see docs/dump-format.md). vireid-bench scores it under the cross-modal,
+    uni-modal and mixed-modal (MixER) gallery settings:
+
+    \b
+      vireid-bench score feature_dumps/demo-sysu.h5 --protocol all
+      vireid-bench protocols           # the settings and their exclusion rules
+      vireid-bench inspect DUMP        # what a dump holds, and what looks wrong
+    """
+
+
+@cli.command("score")
+@click.argument("dumps", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-p",
+    "--protocol",
+    default="all",
+    show_default=True,
+    help="'all', a preset name, a comma list of names, or a path to a preset .toml file.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format. JSON and CSV carry unrounded values and every field.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
+)
+@click.option(
+    "--features",
+    help="Use this feature set for every pair (default: the dump's cross/same-modality policy).",
+)
+@click.option(
+    "--metric",
+    "--distance",
+    "distance",
+    type=click.Choice(["cosine", "euclidean"]),
+    default="cosine",
+    show_default=True,
+    help="Distance: cosine on L2-normalised features, or Euclidean.",
+)
+@click.option(
+    "--cmc",
+    type=click.Choice(["image", "identity"]),
+    help="Override the CMC convention: rank among gallery images, or among identities "
+    "(each represented by its closest image; SYSU-MM01/AGW).",
+)
+@click.option("--trials", type=click.IntRange(min=1), help="Evaluate only the first N trials.")
+@click.option(
+    "--query-modality",
+    type=click.Choice(["infrared", "visible", "both"]),
+    default="both",
+    show_default=True,
+    help="Report only queries of this modality.",
+)
+@click.option(
+    "--block-mb",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Memory for one block of the distance matrix, in MiB.",
+)
+def score_command(
+    dumps: tuple[str, ...],
+    protocol: str,
+    fmt: str,
+    output: str | None,
+    features: str | None,
+    distance: str,
+    cmc: str | None,
+    trials: int | None,
+    query_modality: str,
+    block_mb: int,
+) -> None:
+    """Score feature dumps under protocol presets.
+
+    Prints one row per (setting, query modality): R1, R5, R10, R20, mAP and mINP in
+    percent (mean ± std over trials), the number of queries per trial and how many had
+    no true match in their gallery (those count in no average). With '--protocol all' a
+    setting that does not apply to a dump, or leaves it no query or gallery, is listed
+    with the reason; a setting named explicitly fails instead (exit code 2).
+    """
+    from vireid_bench.dump import load_dump
+    from vireid_bench.protocol import resolve_presets
+    from vireid_bench.report import render
+    from vireid_bench.scoring import evaluate
+
+    presets = resolve_presets(protocol)
+    strict = "all" not in [p.strip() for p in protocol.split(",")]
+    modalities = None if query_modality == "both" else [query_modality]
+    rows = []
+    with _one_line_warnings():
+        for path in dumps:
+            dump = load_dump(path, feature_sets=[features] if features else [])
+            total = sum(split.n_images for split in dump.splits)
+            with _progress(total, f"scoring {os.path.basename(path)}") as progress:
+                evaluation = evaluate(
+                    dump,
+                    presets,
+                    features=features,
+                    distance=distance,
+                    cmc=cmc,
+                    trials=trials,
+                    query_modalities=modalities,
+                    strict=strict,
+                    block_bytes=block_mb * 1024**2,
+                    progress=progress,
+                )
+            rows.extend(evaluation.rows)
+    write_output(render(rows, fmt, _version()), output)
+
+
+@cli.command("protocols")
+@click.option("-v", "--verbose", is_flag=True, help="Also show each preset's exclusion rule.")
+def protocols_command(verbose: bool) -> None:
+    """List the protocol presets with their one-line descriptions."""
+    from tabulate import tabulate
+
+    from vireid_bench.protocol import builtin_presets
+
+    body = []
+    for preset in builtin_presets().values():
+        row = [preset.name, preset.description]
+        if verbose:
+            row += [preset.describe_exclusion(), preset.paper]
+        body.append(row)
+    headers = ["preset", "description"] + (
+        ["excluded besides the query", "source"] if verbose else []
+    )
+    click.echo(tabulate(body, headers=headers, tablefmt="simple", maxcolwidths=[None, 60, 40, 30]))
+
+
+@cli.command("inspect")
+@click.argument("dump_path", type=click.Path(dir_okay=False))
+def inspect_command(dump_path: str) -> None:
+    """Show what a feature dump holds and validate it.
+
+    Prints images and identities per modality and camera, the feature sets and their
+    dimensions, and findings that may surprise (identities seen in one modality only,
+    duplicated paths, zero-norm rows...). Exit code 2 when the dump is invalid.
+    """
+    from tabulate import tabulate
+
+    from vireid_bench.dump import load_dump
+    from vireid_bench.summary import describe_dump, dump_findings
+
+    dump = load_dump(dump_path)
+    click.echo(tabulate(describe_dump(dump), tablefmt="plain"))
+    findings = dump_findings(dump)
+    click.echo("")
+    if findings:
+        click.echo("findings:")
+        for finding in findings:
+            click.echo(f"  - {finding}")
+    else:
+        click.echo("findings: none, the dump is valid")
+
+
+@cli.command("synth")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option(
+    "--ids", type=click.IntRange(min=1), default=96, show_default=True, help="Identities."
+)
+@click.option(
+    "--cams",
+    default="1,2,4,5:visible,3,6:infrared",
+    show_default=True,
+    help="Cameras and their modality: ids accumulate until ':visible' or ':infrared'.",
+)
+@click.option(
+    "--per-cam",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Images per identity and camera.",
+)
+@click.option(
+    "--dim", type=click.IntRange(min=1), default=256, show_default=True, help="Feature dimension."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--dataset",
+    default="generic",
+    show_default=True,
+    help="Dataset attribute of the dump (e.g. generic, sysu-mm01).",
+)
+@click.option(
+    "--identity",
+    "s_identity",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Strength of the identity component shared by both modalities.",
+)
+@click.option(
+    "--identity-modality",
+    "s_identity_modality",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="Strength of the modality-specific identity component.",
+)
+@click.option(
+    "--modality",
+    "s_modality",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Strength of the component shared by every image of a modality.",
+)
+@click.option(
+    "--camera",
+    "s_camera",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Strength of the per-camera component.",
+)
+@click.option(
+    "--noise",
+    "s_noise",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Strength of the per-image noise.",
+)
+@click.option("--float32", "as_float32", is_flag=True, help="Store float32 (default float16).")
+def synth_command(
+    out: str,
+    ids: int,
+    cams: str,
+    per_cam: int,
+    dim: int,
+    seed: int,
+    dataset: str,
+    s_identity: float,
+    s_identity_modality: float,
+    s_modality: float,
+    s_camera: float,
+    s_noise: float,
+    as_float32: bool,
+) -> None:
+    """Write a synthetic feature dump with identity, modality and camera structure.
+
+    Features = identity component shared by both modalities + modality-specific identity
+    component + a component shared by each modality (same-modality distractors are hard)
+    + camera component + noise; each option sets a component's expected norm.
+    """
+    from vireid_bench.synth import SynthStrengths, write_synth_dump
+
+    try:
+        path = write_synth_dump(
+            out,
+            ids=ids,
+            cameras=cams,
+            per_cam=per_cam,
+            dim=dim,
+            seed=seed,
+            dataset=dataset,
+            strengths=SynthStrengths(
+                s_identity, s_identity_modality, s_modality, s_camera, s_noise
+            ),
+            float16=not as_float32,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"wrote {path}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``vireid-bench``)."""
+    cli.main(args=argv, prog_name="vireid-bench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
