@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ LISTS = {VISIBLE: "visible", INFRARED: "thermal"}
 INDEX_COLUMNS = ("path", "pid", "cam", "modality", "trial")
 
 
-def index_regdb(root: str | os.PathLike, split: str = "test", trials=TRIALS):
+def index_regdb(root: str | os.PathLike, split: str = "test", trials: Iterable[int] = TRIALS):
     """List RegDB's split images from its ``idx`` lists, trial by trial.
 
     For each trial ``t``: the visible list's images, then the thermal list's, in file
