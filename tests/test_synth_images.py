@@ -45,7 +45,7 @@ def test_sysu_layout_and_split_files(tmp_path):
     assert (tmp_path / "cam3/0007/0002.jpg").is_file()
     train, val, test = (_ids(tmp_path / f"exp/{s}_id.txt") for s in ("train", "val", "test"))
     assert sorted(train + val + test) == list(range(1, 11))
-    assert len(test) == 5 and len(val) == 0  # 5 train ids: 5 // 10 = 0 for validation
+    assert len(test) == 5 and len(val) == 1  # SYSU-MM01 always has validation ids
     with Image.open(tmp_path / "cam1/0001/0001.jpg") as image:
         assert image.size == (16, 32) and image.mode == "RGB"
 
@@ -71,7 +71,9 @@ def test_regdb_layout_has_ten_trials(tmp_path):
     assert path.startswith("Thermal/") and (tmp_path / path).is_file() and label == "0"
     frame = image_index("regdb", tmp_path, "train", trial=4)
     assert set(frame.cam) == {1, 2} and len(frame) == 12
-    assert set(frame.pid).isdisjoint(image_index("regdb", tmp_path, "test", trial=4).pid)
+    assert set(frame.pid) == {0, 1, 2}  # RegDB labels: 0-based within the split
+    test_paths = set(image_index("regdb", tmp_path, "test", trial=4).path)
+    assert set(frame.path).isdisjoint(test_paths)
 
 
 def test_llcm_layout(tmp_path):
@@ -80,7 +82,8 @@ def test_llcm_layout(tmp_path):
     train = image_index("llcm", tmp_path, "train")
     test = image_index("llcm", tmp_path, "test")
     assert set(test.pid) == set(test_ids)
-    assert set(train.pid) == set(_ids(tmp_path / "idx/train_id.txt"))
+    # training labels are the list files' 0-based labels, one per train id
+    assert set(train.pid) == set(range(len(_ids(tmp_path / "idx/train_id.txt"))))
     assert set(test[test.modality == 0].cam) == {1, 2, 3}
     assert set(test[test.modality == 1].cam) == {1, 2, 4}
     assert all(p.startswith("train_nir/") for p in train[train.modality == 1].path)

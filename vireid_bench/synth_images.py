@@ -446,8 +446,11 @@ def write_synthetic_dataset(
     """
     if layout not in LAYOUTS:
         raise click.BadParameter(f"unknown layout {layout!r} (valid: {', '.join(LAYOUTS)})")
-    if ids < 2:
-        raise click.BadParameter("need at least 2 identities (one train, one test)")
+    minimum = 3 if layout == "sysu-mm01" else 2
+    if ids < minimum:
+        raise click.BadParameter(
+            f"{layout} needs at least {minimum} identities (train{', val' * (minimum == 3)}, test)"
+        )
     if per_cam < 1:
         raise click.BadParameter("need at least 1 image per identity and camera")
     root = Path(out_dir)
@@ -474,7 +477,7 @@ def write_synthetic_dataset(
                 for n in range(1, per_cam + 1):
                     emit(f"cam{cam}/{pid:04d}/{n:04d}.jpg", pid, cam, modality, n)
         train, test = _split_ids(pids, test_fraction, split_rng)
-        n_val = len(train) // 10
+        n_val = max(1, len(train) // 10)  # SYSU-MM01's val_id.txt is never empty
         val, train = train[:n_val], train[n_val:]
         (root / "exp").mkdir(exist_ok=True)
         (root / "exp" / "train_id.txt").write_text(_ids_line(train))

@@ -1,20 +1,16 @@
 """Image lists for training and extraction: DataFrames with ``path, pid, cam, modality``.
 
-:func:`image_index` is the single place where the model asks for a dataset's images. Its
-contract is the dataset indexers' (``vireid_bench.datasets``): a pandas DataFrame with
-columns ``path`` (relative to the dataset root), ``pid``, ``cam`` and ``modality``
-(0 visible, 1 infrared), in the indexer's order.
-
-Until the real indexers land, it calls the private fallback in
-:mod:`vireid_bench.models.mixer._fallback_layouts`, which walks the SYSU-MM01, RegDB and
-LLCM layouts (as ``vireid-bench synth-images`` writes them). At merge time, replace the body
-of :func:`image_index` with calls to the real indexers and delete the fallback module; the
-rest of the model package only sees the DataFrame.
+:func:`image_index` is the single place where the model asks for a dataset's images. It
+calls the dataset indexers of :mod:`vireid_bench.datasets` (``index_sysu``,
+``index_regdb``, ``index_llcm``), so a dump written by the extractor lists the test images
+in exactly the order and with exactly the labels the scoring conventions expect.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 SPLITS = ("train", "test")
 COLUMNS = ("path", "pid", "cam", "modality")
@@ -26,23 +22,34 @@ def image_index(dataset: str, root: str | Path, split: str, trial: int = 1):
     Args:
         dataset: ``"sysu-mm01"``, ``"regdb"`` or ``"llcm"``.
         root: the dataset root directory.
-        split: ``"train"`` (SYSU-MM01: train + val ids, as the AGW code trains) or
-            ``"test"`` (every test image; the scorer samples query and gallery).
+        split: ``"train"`` (SYSU-MM01: ``trainval``, the train and validation ids, as the
+            AGW code trains) or ``"test"`` (every test image; the scorer samples query
+            and gallery).
         trial: RegDB's split number 1..10 (ignored elsewhere).
 
     Returns:
         DataFrame with columns ``path`` (str), ``pid``, ``cam`` (int64), ``modality``
-        (uint8), one row per image.
+        (uint8), one row per image, in the indexer's order.
 
     Raises:
-        FileNotFoundError: when the root or a split file is missing.
-        ValueError: for an unknown dataset or split, or an empty split.
+        DatasetError: (a ``ValueError``) naming a missing file or folder, or an empty split.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} (valid: {', '.join(SPLITS)})")
-    from vireid_bench.models.mixer import _fallback_layouts
+    from vireid_bench.datasets import index_llcm, index_regdb, index_sysu
+    from vireid_bench.errors import DatasetError
 
-    frame = _fallback_layouts.index(dataset, Path(root), split, trial)
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r} (valid: {', '.join(SPLITS)})")
+    if dataset == "sysu-mm01":
+        frame = index_sysu(root, "trainval" if split == "train" else "test")
+    elif dataset == "regdb":
+        if not 1 <= trial <= 10:
+            raise DatasetError(f"RegDB trial must be 1..10, got {trial}")
+        frame = index_regdb(root, split, trials=[trial])
+    elif dataset == "llcm":
+        frame = index_llcm(root, split)
+    else:
+        raise DatasetError(f"unknown dataset {dataset!r} (valid: sysu-mm01, regdb, llcm)")
     if frame.empty:
-        raise ValueError(f"{root}: the {dataset} {split} split holds no image")
-    return frame
+        raise DatasetError(f"{root}: the {dataset} {split} split holds no image")
+    frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+    return frame.astype({"path": str, "pid": np.int64, "cam": np.int64, "modality": np.uint8})
