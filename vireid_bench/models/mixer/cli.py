@@ -192,7 +192,10 @@ def train_command(
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--float16", is_flag=True, help="Store features as float16 (half the size).")
-@click.option("--name", help="The dump's model attribute (default: MixER-<backbone>@<hash>).")
+@click.option(
+    "--name",
+    help="Model name in the dump, followed by '@<config hash>' (default: MixER-<backbone>).",
+)
 @_device_option
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @_one_line_errors

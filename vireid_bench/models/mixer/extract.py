@@ -117,7 +117,8 @@ def extract(
         checkpoint: a ``mixer train`` checkpoint (``runs/NAME/checkpoints/last.pt``).
         trial: RegDB split (default: the checkpoint's training trial).
         float16: store features as float16.
-        name: the dump's ``model`` attribute (default: :func:`model_name`).
+        name: the model's name in the dump's ``model`` attribute, followed by
+            ``@<config hash>`` (default: :func:`model_name`).
     """
     model, state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
@@ -161,7 +162,7 @@ def extract(
         modality=frame["modality"].to_numpy(dtype=np.uint8),
         paths=frame["path"].astype(str).tolist(),
         dataset=dataset,
-        model=name or model_name(state),
+        model=f"{name}@{state['config_hash']}" if name else model_name(state),
         description=description,
         default_features="z_e",
         cross_features="z_e",
