@@ -235,3 +235,16 @@ def test_input_errors_are_one_line(data_root, tmp_path):
         ],
     )
     assert result.exit_code == 2 and "not a MixER checkpoint" in result.output
+
+
+def test_dump_passes_inspect_and_scores_from_the_command_line(dump_path):
+    from vireid_bench.cli import cli
+
+    inspected = CliRunner().invoke(cli, ["inspect", str(dump_path)])
+    assert inspected.exit_code == 0, inspected.output
+    assert "z_e / z_e / z_f" in inspected.output
+    scored = CliRunner().invoke(
+        cli, ["score", str(dump_path), "--protocol", "all", "--format", "csv"]
+    )
+    assert scored.exit_code == 0, scored.output
+    assert scored.output.count("\n") >= 15  # header + one row per setting and query modality
