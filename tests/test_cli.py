@@ -26,7 +26,7 @@ def test_score_json_is_one_object_with_every_key(runner, tiny_dump):
     result = runner.invoke(cli, ["score", str(tiny_dump), "-p", "mix-id,cross", "-f", "json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"vireid_bench_version", "results"}
+    assert set(payload) == {"vireid_bench_version", "protocol_version", "results"}
     assert [r["protocol"] for r in payload["results"]] == ["mix-id", "mix-id", "cross", "cross"]
     assert [r["query_modality"] for r in payload["results"]] == ["infrared", "visible"] * 2
     assert all(list(r) == list(RESULT_KEYS) for r in payload["results"])

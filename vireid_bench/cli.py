@@ -1,13 +1,15 @@
 """The ``vireid-bench`` command line: a thin click layer over the Python API.
 
 Exit codes scripts can rely on: 0 success; 1 a check found a regression; 2 bad input or
-usage (one-line message on stderr naming the file and field); 130 interrupted (Ctrl-C).
+usage (one-line message on stderr naming the file and field); 130 interrupted (Ctrl-C,
+SIGINT); 143 terminated (SIGTERM). An interrupted run leaves every output file as it was.
 Results go to stdout (or ``--output``), diagnostics and progress bars to stderr.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -20,6 +22,19 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (see :func:`main`).
+
+    A KeyboardInterrupt subclass, so every cleanup that runs on Ctrl-C (temporary files
+    removed, output left as it was) runs on SIGTERM too.
+    """
+
+
+def _raise_terminated(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise Terminated
 
 
 def _version() -> str:
@@ -92,7 +107,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except VireidBenchError as exc:
             raise InputError(str(exc)) from exc
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                click.echo("terminated", err=True)
+                raise click.exceptions.Exit(EXIT_TERMINATED) from None
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
@@ -379,8 +397,12 @@ def synth_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``vireid-bench``)."""
-    cli.main(args=argv, prog_name="vireid-bench")
+    """Console entry point (``vireid-bench``); SIGTERM exits cleanly with code 143."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        cli.main(args=argv, prog_name="vireid-bench")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -579,6 +579,7 @@ def write_dump(
     cross_features: str | None = None,
     same_features: str | None = None,
     float16: bool = False,
+    protocol_version: str | None = None,
 ) -> Path:
     """Validate arrays and write them as a v1 feature dump; return the written path.
 
@@ -592,12 +593,16 @@ def write_dump(
 
     Args:
         float16: store features as float16 (half the size; scored as float32).
+        protocol_version: recorded as the ``protocol_version`` root attribute (default:
+            this toolkit's :data:`vireid_bench.protocol.PROTOCOL_VERSION`).
 
     Raises:
         DumpError: when the arrays do not form a valid dump (the same checks as
             :func:`load_dump`), naming ``path`` and the field.
     """
     import h5py
+
+    from vireid_bench.protocol import PROTOCOL_VERSION
 
     target = Path(path)
     source = str(target)
@@ -653,6 +658,7 @@ def write_dump(
             handle.attrs["default_features"] = default
             handle.attrs["cross_features"] = cross
             handle.attrs["same_features"] = same
+            handle.attrs["protocol_version"] = protocol_version or PROTOCOL_VERSION
             if float16:
                 splits = [
                     FeatureSplit(

@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 
+from vireid_bench.protocol import PROTOCOL_VERSION
 from vireid_bench.scoring import METRICS, RESULT_KEYS
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -112,12 +113,18 @@ def _json_value(value: object) -> object:
 
 
 def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
-    """Return exactly one JSON object: ``{"vireid_bench_version": ..., "results": [...]}``.
+    """Return exactly one JSON object: ``{"vireid_bench_version": ..., "protocol_version": ...,
+    "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
 
     NaN (a skipped setting's metrics) becomes ``null``.
     """
     results = [{key: _json_value(row[key]) for key in RESULT_KEYS} for row in rows]
-    return json.dumps({"vireid_bench_version": version, "results": results}, indent=2) + "\n"
+    payload = {
+        "vireid_bench_version": version,
+        "protocol_version": PROTOCOL_VERSION,
+        "results": results,
+    }
+    return json.dumps(payload, indent=2) + "\n"
 
 
 def render_csv(rows: Sequence[dict[str, object]]) -> str:
