@@ -551,15 +551,18 @@ def _write_split(group, split: FeatureSplit) -> None:
     """Write one validated split's datasets into an open HDF5 group."""
     import h5py
 
+    # Fletcher-32 checksums: a dump corrupted on disk fails to load instead of being scored.
     features_group = group.create_group("features")
     for name, array in split.features.items():
-        features_group.create_dataset(name, data=array)
-    group.create_dataset("pid", data=split.pid)
-    group.create_dataset("cam", data=split.cam)
-    group.create_dataset("modality", data=split.modality.astype(np.uint8))
+        features_group.create_dataset(name, data=array, fletcher32=True)
+    group.create_dataset("pid", data=split.pid, fletcher32=True)
+    group.create_dataset("cam", data=split.cam, fletcher32=True)
+    group.create_dataset("modality", data=split.modality.astype(np.uint8), fletcher32=True)
     if split.path is not None:
         group.create_dataset(
-            "path", data=[str(p) for p in split.path], dtype=h5py.string_dtype("utf-8")
+            "path",
+            data=[str(p) for p in split.path],
+            dtype=h5py.string_dtype("utf-8"),  # variable length: HDF5 allows no filter
         )
 
 
