@@ -110,7 +110,9 @@ def _as_label_array(source: str, field_name: str, values: object, n: int | None)
     if array.dtype.kind not in "iu":
         raise DumpError(source, field_name, f"expected integers, got dtype {array.dtype}")
     if n is not None and array.shape[0] != n:
-        raise DumpError(source, field_name, f"length {array.shape[0]} does not match {n} images")
+        raise DumpError(
+            source, field_name, f"length {array.shape[0]} does not match {n} images (pid's length)"
+        )
     if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
         raise DumpError(source, field_name, "values do not fit in int64")
     return array.astype(np.int64, copy=False)
@@ -308,6 +310,17 @@ def _memory_budget() -> int | None:
         return None
 
 
+def _bytes_text(n: int) -> str:
+    """Return a byte count for people: ``128 B``, ``29.8 GiB``."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
 def _check_declared_size(source: str, field_name: str, dataset) -> None:
     """Refuse, before reading, a dataset whose declared shape cannot fit in memory.
 
@@ -322,8 +335,8 @@ def _check_declared_size(source: str, field_name: str, dataset) -> None:
         raise DumpError(
             source,
             field_name,
-            f"declared shape {shape} needs {needed / 1024**3:.1f} GiB, more than the "
-            f"{budget / 1024**3:.1f} GiB of memory available",
+            f"declared shape {shape} needs {_bytes_text(needed)}, more than the "
+            f"{_bytes_text(budget)} of memory available",
         )
 
 
