@@ -427,7 +427,10 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
     try:
         # Read-only, and HDF5's file lock honoured where the file system supports locks:
         # a dump another process has open for writing is refused, never read half-written.
-        handle = h5py.File(source, "r", locking="best-effort")
+        try:
+            handle = h5py.File(source, "r", locking="best-effort")
+        except ValueError:  # HDF5 < 1.12.1 has no locking option; it always locks
+            handle = h5py.File(source, "r")
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc):
             raise DumpError(source, "", "cannot be opened (locked by another process?)") from exc
