@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.cli import cli
+from vireid_bench.cli import Terminated, cli
 from vireid_bench.dump import FeatureSplit, load_dump, write_dump
 from vireid_bench.errors import DumpError
 from vireid_bench.protocol import PROTOCOL_VERSION
@@ -486,6 +486,19 @@ def test_interrupt_while_writing_keeps_the_previous_output(tmp_path, tiny_dump, 
     assert result.stderr.strip() == "interrupted"
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "tiny.h5"]
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")],
+)
+def test_interrupt_while_parsing_the_command_line(monkeypatch, tiny_dump, exc, code, message):
+    def parse_args(self, ctx, args):
+        raise exc
+
+    monkeypatch.setattr(type(cli), "parse_args", parse_args)
+    result = run_cli("score", tiny_dump)
+    assert (result.exit_code, result.stderr, result.stdout) == (code, message + "\n", "")
 
 
 def _cpu_seconds(pid: int) -> float | None:

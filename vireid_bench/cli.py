@@ -97,8 +97,23 @@ class InputError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def _interrupted(exc: KeyboardInterrupt) -> click.exceptions.Exit:
+    """Say ``interrupted`` (Ctrl-C) or ``terminated`` (SIGTERM); return the exit to raise."""
+    if isinstance(exc, Terminated):
+        click.echo("terminated", err=True)
+        return click.exceptions.Exit(EXIT_TERMINATED)
+    click.echo("interrupted", err=True)
+    return click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
 class _Group(click.Group):
-    """Maps toolkit errors to exit code 2 and Ctrl-C to exit code 130."""
+    """Maps toolkit errors to exit code 2, Ctrl-C to 130 and SIGTERM to 143."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as exc:  # while the command line is parsed
+            raise _interrupted(exc) from None
 
     def invoke(self, ctx: click.Context):
         from vireid_bench.errors import VireidBenchError
@@ -108,11 +123,7 @@ class _Group(click.Group):
         except VireidBenchError as exc:
             raise InputError(str(exc)) from exc
         except KeyboardInterrupt as exc:
-            if isinstance(exc, Terminated):
-                click.echo("terminated", err=True)
-                raise click.exceptions.Exit(EXIT_TERMINATED) from None
-            click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            raise _interrupted(exc) from None
 
 
 @click.group(
