@@ -232,6 +232,17 @@ def _score_queries(
             n_gallery[i] = ngal
 
 
+def empty_query_scores(m: int) -> dict[str, np.ndarray]:
+    """Return per-query outputs for ``m`` queries as if none had a true match."""
+    return {
+        "first_rank": np.zeros(m, dtype=np.int64),
+        "ap": np.full(m, np.nan),
+        "inp": np.full(m, np.nan),
+        "n_pos": np.zeros(m, dtype=np.int64),
+        "n_gallery": np.zeros(m, dtype=np.int64),
+    }
+
+
 def score_queries(
     dist: np.ndarray,
     q_rows: np.ndarray,
@@ -290,13 +301,7 @@ def score_queries(
         raise ValueError("g_cols: index outside dist's columns")
     if clauses.ndim != 2 or clauses.shape[1] != 3:
         raise ValueError(f"clauses: expected shape (c, 3), got {clauses.shape}")
-    out = {
-        "first_rank": np.zeros(m, dtype=np.int64),
-        "ap": np.full(m, np.nan),
-        "inp": np.full(m, np.nan),
-        "n_pos": np.zeros(m, dtype=np.int64),
-        "n_gallery": np.zeros(m, dtype=np.int64),
-    }
+    out = empty_query_scores(m)
     if m == 0:
         return out
 
