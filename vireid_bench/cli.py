@@ -378,6 +378,19 @@ def synth_command(
     click.echo(f"wrote {path}", err=True)
 
 
+from vireid_bench.cli_results import (  # noqa: E402 - registered after the group exists
+    check_command,
+    compare_command,
+    leaderboard_command,
+    plot_command,
+)
+
+cli.add_command(leaderboard_command)
+cli.add_command(check_command)
+cli.add_command(plot_command)
+cli.add_command(compare_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``vireid-bench``)."""
     cli.main(args=argv, prog_name="vireid-bench")
