@@ -64,7 +64,7 @@ def save_figure(figure, outputs: Sequence[str | os.PathLike]) -> list[Path]:
     paths = _check_outputs(outputs)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120, bbox_inches="tight")
+        figure.savefig(path, dpi=120)  # the figures use constrained layout
     return paths
 
 
