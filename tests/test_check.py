@@ -146,3 +146,18 @@ def test_compare_results_rules():
         ("mix@infrared", "present", None),
         ("cross@infrared", None, "present"),
     ]
+
+
+def test_a_changed_dump_hash_is_a_note_and_update_records_it(stored):
+    path = stored / "expected" / "one.json"
+    data = json.loads(path.read_text())
+    real = data["dump_sha256"]
+    data["dump_sha256"] = "0" * 64
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(check_command, [str(stored)])
+    assert result.exit_code == 0, result.output  # the numbers decide
+    assert "note: one.h5: the dump's SHA-256 changed" in result.stderr
+    result = CliRunner().invoke(check_command, [str(stored), "--update"])
+    assert result.exit_code == 0
+    assert "updated 1 expected file(s)" in result.stdout
+    assert json.loads(path.read_text())["dump_sha256"] == real

@@ -85,6 +85,12 @@ class DumpCheck:
     differences: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     document: dict | None = None  # the freshly scored expected-file document
+    sha_changed: bool = False
+
+    @property
+    def needs_update(self) -> bool:
+        """Whether ``--update`` rewrites the expected file (results or dump changed)."""
+        return bool(self.differences) or self.sha_changed
 
 
 @dataclass
@@ -228,6 +234,7 @@ def check_dumps(
         expected = read_expected(expected_path)
         old_sha = expected.get("dump_sha256")
         if old_sha and old_sha != document["dump_sha256"]:
+            check.sha_changed = True
             check.notes.append(
                 f"{path.name}: the dump's SHA-256 changed since the expectation was written "
                 f"({old_sha[:12]} -> {document['dump_sha256'][:12]})"

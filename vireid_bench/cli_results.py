@@ -230,7 +230,7 @@ def check_command(folder: str, update: bool, tolerance: float, expected_dir: str
         click.echo(f"note: {note}", err=True)
     for check in report.checks:
         state = "ok" if not check.differences else f"{len(check.differences)} cell(s) moved"
-        if update and check.differences:
+        if update and check.needs_update:
             state = f"updated {check.expected_path} ({len(check.differences)} cell(s) changed)"
         click.echo(f"{check.dump}: {check.settings} setting(s): {state}")
     differences = report.differences
@@ -238,10 +238,10 @@ def check_command(folder: str, update: bool, tolerance: float, expected_dir: str
         click.echo("")
         click.echo(chk.difference_table(differences))
     if update:
-        for check in report.checks:
-            if check.differences:
-                chk.write_expected(check)
-        click.echo(f"\nupdated {sum(bool(c.differences) for c in report.checks)} expected file(s)")
+        stale = [check for check in report.checks if check.needs_update]
+        for check in stale:
+            chk.write_expected(check)
+        click.echo(f"\nupdated {len(stale)} expected file(s)")
         return
     if differences:
         click.echo(
