@@ -8,7 +8,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from vireid_bench.check import compare_results, setting_key
+from vireid_bench.check import compare_results, row_key
 from vireid_bench.cli_results import check_command
 from vireid_bench.synth import write_synth_dump
 
@@ -31,7 +31,7 @@ def stored(tmp_path):
 def edit_expected(folder, name, setting, field, delta):
     path = folder / "expected" / f"{name}.json"
     data = json.loads(path.read_text())
-    row = next(r for r in data["results"] if setting_key(r) == setting)
+    row = next(r for r in data["results"] if row_key(r) == setting)
     old = row[field]
     row[field] = old + delta
     path.write_text(json.dumps(data, indent=2))
@@ -41,7 +41,7 @@ def edit_expected(folder, name, setting, field, delta):
 def test_update_records_expected_files(stored):
     data = json.loads((stored / "expected" / "one.json").read_text())
     assert data["dump"] == "one.h5" and len(data["dump_sha256"]) == 64
-    keys = [setting_key(r) for r in data["results"]]
+    keys = [row_key(r) for r in data["results"]]
     assert "mix-id@infrared" in keys and "cross@visible" in keys
     # two.h5 has one camera per modality: Mix-Cam is recorded as skipped, with its status.
     two = json.loads((stored / "expected" / "two.json").read_text())
@@ -96,7 +96,7 @@ def test_update_rewrites_and_prints_what_changed(stored):
     assert "updated" in result.stdout and "mix@visible" in result.stdout
     assert "rank5" in result.stdout
     data = json.loads((stored / "expected" / "one.json").read_text())
-    row = next(r for r in data["results"] if setting_key(r) == "mix@visible")
+    row = next(r for r in data["results"] if row_key(r) == "mix@visible")
     assert row["rank5"] == pytest.approx(old)
     assert (stored / "expected" / "two.json").read_text() == before_two  # unchanged: untouched
     assert CliRunner().invoke(check_command, [str(stored)]).exit_code == 0

@@ -13,6 +13,7 @@ pytest.importorskip("matplotlib")
 from vireid_bench import plots  # noqa: E402
 from vireid_bench.cli_results import plot_command  # noqa: E402
 from vireid_bench.dump import load_dump, write_dump  # noqa: E402
+from vireid_bench.leaderboard import setting_key  # noqa: E402
 from vireid_bench.protocol import resolve_presets  # noqa: E402
 from vireid_bench.scoring import RANKS, evaluate  # noqa: E402
 from vireid_bench.synth import write_synth_dump  # noqa: E402
@@ -42,7 +43,7 @@ def test_plotted_cmc_values_equal_the_scored_ones(tmp_path):
     figure = plots.plot_cmc({"A": curves})
     panels = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
     for row in evaluation.rows:
-        key = plots.setting_key(row["protocol"], row["variant"], row["query_modality"])
+        key = setting_key(row["protocol"], row["variant"], row["query_modality"])
         line = next(line for line in panels[key].get_lines() if line.get_label() == "A")
         x, y = line.get_xdata(), line.get_ydata()
         assert list(x) == list(range(1, 21))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vireid_bench.errors import VireidBenchError
+from vireid_bench.leaderboard import file_sha256, setting_key
 
 DEFAULT_TOLERANCE = 1e-6
 EXPECTED_DIR = "expected"
@@ -111,10 +112,9 @@ class CheckReport:
         return not self.differences
 
 
-def setting_key(row: dict) -> str:
+def row_key(row: dict) -> str:
     """``protocol[:variant]@query_modality`` of a result row."""
-    variant = f":{row['variant']}" if row.get("variant") else ""
-    return f"{row['protocol']}{variant}@{row['query_modality']}"
+    return setting_key(row["protocol"], row.get("variant") or "", row["query_modality"])
 
 
 def _number(value: object) -> float:
@@ -131,8 +131,8 @@ def compare_results(
     from vireid_bench.scoring import METRICS
 
     numeric = [*METRICS, *(f"{m}_std" for m in METRICS)]
-    expected_rows = {setting_key(r): r for r in expected}
-    actual_rows = {setting_key(r): r for r in actual}
+    expected_rows = {row_key(r): r for r in expected}
+    actual_rows = {row_key(r): r for r in actual}
     differences = []
     for key in list(expected_rows) + [k for k in actual_rows if k not in expected_rows]:
         old, new = expected_rows.get(key), actual_rows.get(key)
@@ -162,7 +162,6 @@ def compare_results(
 def score_document(path: Path, version: str) -> dict:
     """Score a dump with every preset; return the expected-file document for it."""
     from vireid_bench.dump import load_dump
-    from vireid_bench.leaderboard import file_sha256
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.report import render_json
     from vireid_bench.scoring import evaluate

@@ -310,7 +310,7 @@ def plot_cmc_command(
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.scoring import evaluate
 
-    plots._check_outputs(outputs)
+    plots.check_outputs(outputs)
     presets = resolve_presets(protocol)
     modalities = None if query_modality == "both" else [query_modality]
     curves = {}
@@ -361,7 +361,7 @@ def plot_distances_command(
     from vireid_bench.dump import load_dump
     from vireid_bench.protocol import resolve_presets
 
-    plots._check_outputs(outputs)
+    plots.check_outputs(outputs)
     dump = load_dump(dump_path)
     modalities = None if query_modality == "both" else [query_modality]
     distributions = plots.distance_distributions(
@@ -416,7 +416,7 @@ def plot_retrieval_command(
     from vireid_bench.dump import load_dump
     from vireid_bench.protocol import resolve_presets
 
-    plots._check_outputs(outputs)
+    plots.check_outputs(outputs)
     presets = resolve_presets(protocol)
     if len(presets) != 1:
         raise plots.PlotError("retrieval strips take one setting (--protocol NAME)")

@@ -83,6 +83,11 @@ class UnknownColumnError(LeaderboardError):
 # --------------------------------------------------------------------------- columns
 
 
+def setting_key(protocol: str, variant: str, query_modality: str) -> str:
+    """The canonical text key of a setting: ``protocol[:variant]@query_modality``."""
+    return f"{protocol}{':' + variant if variant else ''}@{query_modality}"
+
+
 @dataclass(frozen=True)
 class Column:
     """A leaderboard column: one setting, variant and query modality.
@@ -108,8 +113,7 @@ class Column:
     @property
     def key(self) -> str:
         """The canonical text key, e.g. ``cross:indoor@infrared``."""
-        variant = f":{self.variant}" if self.variant else ""
-        return f"{self.protocol}{variant}@{self.query_modality}"
+        return setting_key(self.protocol, self.variant, self.query_modality)
 
     def order(self) -> tuple[int, int, str, str, int]:
         """Sort key: the paper's column order, unknown presets last by name."""

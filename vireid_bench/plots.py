@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid_bench.errors import VireidBenchError
+from vireid_bench.leaderboard import setting_key
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 INTRA_COLOUR = "#2ca02c"
@@ -47,7 +48,8 @@ def _figure_class():
     return Figure
 
 
-def _check_outputs(outputs: Sequence[str | os.PathLike]) -> list[Path]:
+def check_outputs(outputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Return the output paths; raise PlotError when none is given or a suffix is unknown."""
     if not outputs:
         raise PlotError("no output file given (use -o FILE.png or -o FILE.svg)")
     paths = [Path(o) for o in outputs]
@@ -61,16 +63,11 @@ def _check_outputs(outputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def save_figure(figure, outputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Save ``figure`` to every output path (format from the suffix); return the paths."""
-    paths = _check_outputs(outputs)
+    paths = check_outputs(outputs)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=120)  # the figures use constrained layout
     return paths
-
-
-def setting_key(protocol: str, variant: str, query_modality: str) -> str:
-    """``protocol[:variant]@query_modality``, the key used in titles and results."""
-    return f"{protocol}{':' + variant if variant else ''}@{query_modality}"
 
 
 def _grid(n: int, max_columns: int = 4) -> tuple[int, int]:

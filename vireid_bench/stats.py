@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from vireid_bench.errors import VireidBenchError
+from vireid_bench.leaderboard import setting_key
 
 DEFAULT_PERMUTATIONS = 10_000
 DEFAULT_BOOTSTRAP = 10_000
@@ -346,7 +347,7 @@ def compare_evaluations(
             groups_a[(protocol, variant, modality)],
             groups_b[(protocol, variant, modality)],
         )
-        setting = f"{protocol}{':' + variant if variant else ''}@{modality}"
+        setting = setting_key(protocol, variant, modality)
         if len(scores_a) != len(scores_b) or any(
             not (
                 np.array_equal(x.plan.query_idx, y.plan.query_idx)
@@ -385,7 +386,4 @@ def compare_evaluations(
         indices = [i for i, r in enumerate(rows) if r.metric == metric]
         for i, p in zip(indices, holm([rows[i].p_value for i in indices]), strict=True):
             adjusted[i] = float(p)
-    return [
-        ComparisonRow(**{**r.__dict__, "p_holm": adjusted.get(i, float("nan"))})
-        for i, r in enumerate(rows)
-    ]
+    return [replace(r, p_holm=adjusted.get(i, float("nan"))) for i, r in enumerate(rows)]
