@@ -108,7 +108,7 @@ def test_a_dump_without_expected_file_fails_until_recorded(stored):
     )
     result = CliRunner().invoke(check_command, [str(stored)])
     assert result.exit_code == 1
-    assert "three.h5" in result.stdout and "expected file" in result.stdout
+    assert "three.h5: 14 setting(s): no expected file" in result.stdout
     (stored / "expected" / "two.json").rename(stored / "expected" / "gone.json")
     result = CliRunner().invoke(check_command, [str(stored), "--update"])
     assert result.exit_code == 0

@@ -87,6 +87,7 @@ class DumpCheck:
     notes: list[str] = field(default_factory=list)
     document: dict | None = None  # the freshly scored expected-file document
     sha_changed: bool = False
+    expected_missing: bool = False
 
     @property
     def needs_update(self) -> bool:
@@ -226,6 +227,7 @@ def check_dumps(
         check = DumpCheck(path.name, expected_path, len(document["results"]), document=document)
         report.checks.append(check)
         if not expected_path.exists():
+            check.expected_missing = True
             check.differences.append(
                 Difference(path.name, "", "expected file", None, str(expected_path))
             )

@@ -230,6 +230,8 @@ def check_command(folder: str, update: bool, tolerance: float, expected_dir: str
         click.echo(f"note: {note}", err=True)
     for check in report.checks:
         state = "ok" if not check.differences else f"{len(check.differences)} cell(s) moved"
+        if check.expected_missing:
+            state = f"no expected file {check.expected_path}"
         if update and check.needs_update:
             state = f"updated {check.expected_path} ({len(check.differences)} cell(s) changed)"
         click.echo(f"{check.dump}: {check.settings} setting(s): {state}")
