@@ -37,25 +37,22 @@ DIFFERENT = 2
 _CHUNK = 32
 
 
-@njit(cache=True, inline="always")
-def _relation_holds(code: int, equal: bool) -> bool:
-    if code == 0:
-        return True
-    if code == SAME:
-        return equal
-    return not equal
+def exclusion_table(clauses: np.ndarray) -> np.ndarray:
+    """Return bool [8]: whether a gallery image is excluded, indexed by its relations.
 
-
-@njit(cache=True)
-def _is_excluded(clauses, same_cam: bool, same_pid: bool, same_mod: bool) -> bool:
-    for c in range(clauses.shape[0]):
-        if (
-            _relation_holds(clauses[c, 0], same_cam)
-            and _relation_holds(clauses[c, 1], same_pid)
-            and _relation_holds(clauses[c, 2], same_mod)
-        ):
-            return True
-    return False
+    Index ``4 * same_camera + 2 * same_identity + same_modality``. Any clause whose
+    constrained relations all hold excludes (codes: 0 any, 1 same, 2 different).
+    """
+    table = np.zeros(8, dtype=np.bool_)
+    for index in range(8):
+        relations = (bool(index & 4), bool(index & 2), bool(index & 1))
+        for clause in np.asarray(clauses).reshape(-1, 3):
+            if all(
+                code == 0 or (code == SAME) == equal
+                for code, equal in zip(clause.tolist(), relations, strict=True)
+            ):
+                table[index] = True
+    return table
 
 
 @njit(cache=True)
@@ -76,33 +73,45 @@ def _score_one_query(
     g_pid,
     g_cam,
     g_mod,
-    clauses,
+    excluded,
     identity_cmc,
     pos_d,
     pos_j,
+    neg_d,
+    neg_j,
     neg_before,
     pid_buffer,
 ):
     """Score one query; return (first_rank, ap, inp, n_pos, n_gallery).
 
-    ``pos_d``, ``pos_j``, ``neg_before`` and ``pid_buffer`` are scratch arrays of at least
-    the pool size (+1 for ``neg_before``), owned by the calling thread.
+    ``pos_d``, ``pos_j``, ``neg_d``, ``neg_j``, ``neg_before`` and ``pid_buffer`` are
+    scratch arrays of at least the pool size (+1 for ``neg_before``), owned by the calling
+    thread.
     """
     n_pool = g_cols.shape[0]
     n_pos = 0
-    n_gallery = 0
-    # Pass 1: the true matches, in pool order.
+    n_neg = 0
+    # Pass 1 over the pool: split the gallery into true matches and the rest.
     for j in range(n_pool):
         if g_uid[j] == q_uid:
             continue
         same_pid = g_pid[j] == q_pid
-        if _is_excluded(clauses, g_cam[j] == q_cam, same_pid, g_mod[j] == q_mod):
+        key = (
+            (4 if g_cam[j] == q_cam else 0)
+            + (2 if same_pid else 0)
+            + (1 if g_mod[j] == q_mod else 0)
+        )
+        if excluded[key]:
             continue
-        n_gallery += 1
         if same_pid:
             pos_d[n_pos] = row[g_cols[j]]
             pos_j[n_pos] = j
             n_pos += 1
+        else:
+            neg_d[n_neg] = row[g_cols[j]]
+            neg_j[n_neg] = j
+            n_neg += 1
+    n_gallery = n_pos + n_neg
     if n_pos == 0:
         return 0, np.nan, np.nan, 0, n_gallery
     # Stable sort of the true matches by distance (ties keep pool order).
@@ -111,24 +120,29 @@ def _score_one_query(
     sorted_j = pos_j[:n_pos][order]
     for p in range(n_pos + 1):
         neg_before[p] = 0
+    first_d = sorted_d[0]
+    first_j = sorted_j[0]
+    last_d = sorted_d[n_pos - 1]
+    last_j = sorted_j[n_pos - 1]
     n_closer_ids = 0
-    # Pass 2: place every other gallery image between the sorted true matches.
-    for j in range(n_pool):
-        if g_uid[j] == q_uid:
+    # Pass 2 over the rest: place each between the sorted true matches. Images after the
+    # last true match change no metric and are skipped without a search.
+    for t in range(n_neg):
+        d = neg_d[t]
+        j = neg_j[t]
+        if _key_less(last_d, last_j, d, j):
             continue
-        if g_pid[j] == q_pid:
-            continue
-        if _is_excluded(clauses, g_cam[j] == q_cam, False, g_mod[j] == q_mod):
-            continue
-        d = row[g_cols[j]]
-        lo = 0
-        hi = n_pos
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _key_less(sorted_d[mid], sorted_j[mid], d, j):
-                lo = mid + 1
-            else:
-                hi = mid
+        if _key_less(d, j, first_d, first_j):
+            lo = 0
+        else:
+            lo = 1
+            hi = n_pos - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _key_less(sorted_d[mid], sorted_j[mid], d, j):
+                    lo = mid + 1
+                else:
+                    hi = mid
         neg_before[lo] += 1
         if identity_cmc and lo == 0:
             pid_buffer[n_closer_ids] = g_pid[j]
@@ -170,7 +184,7 @@ def _score_queries(
     g_pid,
     g_cam,
     g_mod,
-    clauses,
+    excluded,
     identity_cmc,
     first_rank,
     ap,
@@ -184,6 +198,8 @@ def _score_queries(
     for chunk in prange(n_chunks):
         pos_d = np.empty(n_pool, dtype=dist.dtype)
         pos_j = np.empty(n_pool, dtype=np.int64)
+        neg_d = np.empty(n_pool, dtype=dist.dtype)
+        neg_j = np.empty(n_pool, dtype=np.int64)
         neg_before = np.empty(n_pool + 1, dtype=np.int64)
         pid_buffer = np.empty(n_pool, dtype=np.int64)
         start = chunk * _CHUNK
@@ -200,10 +216,12 @@ def _score_queries(
                 g_pid,
                 g_cam,
                 g_mod,
-                clauses,
+                excluded,
                 identity_cmc,
                 pos_d,
                 pos_j,
+                neg_d,
+                neg_j,
                 neg_before,
                 pid_buffer,
             )
@@ -212,6 +230,17 @@ def _score_queries(
             inp[i] = p
             n_pos[i] = npos
             n_gallery[i] = ngal
+
+
+def empty_query_scores(m: int) -> dict[str, np.ndarray]:
+    """Return per-query outputs for ``m`` queries as if none had a true match."""
+    return {
+        "first_rank": np.zeros(m, dtype=np.int64),
+        "ap": np.full(m, np.nan),
+        "inp": np.full(m, np.nan),
+        "n_pos": np.zeros(m, dtype=np.int64),
+        "n_gallery": np.zeros(m, dtype=np.int64),
+    }
 
 
 def score_queries(
@@ -272,13 +301,7 @@ def score_queries(
         raise ValueError("g_cols: index outside dist's columns")
     if clauses.ndim != 2 or clauses.shape[1] != 3:
         raise ValueError(f"clauses: expected shape (c, 3), got {clauses.shape}")
-    out = {
-        "first_rank": np.zeros(m, dtype=np.int64),
-        "ap": np.full(m, np.nan),
-        "inp": np.full(m, np.nan),
-        "n_pos": np.zeros(m, dtype=np.int64),
-        "n_gallery": np.zeros(m, dtype=np.int64),
-    }
+    out = empty_query_scores(m)
     if m == 0:
         return out
 
@@ -297,7 +320,7 @@ def score_queries(
         as_int(g_pid),
         as_int(g_cam),
         as_int(g_mod),
-        np.ascontiguousarray(clauses, dtype=np.int8),
+        exclusion_table(clauses),
         bool(identity_cmc),
         out["first_rank"],
         out["ap"],

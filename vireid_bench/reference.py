@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vireid_bench.kernels import empty_query_scores
+
 
 def exclusion_mask(
     q_pid: np.ndarray,
@@ -62,13 +64,7 @@ def numpy_score(
     Returns the same dict as :func:`vireid_bench.kernels.score_queries`.
     """
     m = dist.shape[0]
-    out = {
-        "first_rank": np.zeros(m, dtype=np.int64),
-        "ap": np.full(m, np.nan),
-        "inp": np.full(m, np.nan),
-        "n_pos": np.zeros(m, dtype=np.int64),
-        "n_gallery": np.zeros(m, dtype=np.int64),
-    }
+    out = empty_query_scores(m)
     if m == 0:
         return out
     excluded = exclusion_mask(q_pid, q_cam, q_mod, q_uid, g_pid, g_cam, g_mod, g_uid, clauses)

@@ -23,7 +23,7 @@ import numpy as np
 from vireid_bench.dump import MODALITY_CODES, MODALITY_NAMES, FeatureDump, load_dump
 from vireid_bench.errors import DumpError, EmptyEvaluationError, ProtocolError
 from vireid_bench.gallery import Convention, EvaluationPlan, get_convention
-from vireid_bench.kernels import score_queries
+from vireid_bench.kernels import empty_query_scores, score_queries
 from vireid_bench.protocol import Preset, resolve_presets
 
 RANKS = (1, 5, 10, 20)
@@ -330,18 +330,7 @@ def _score_split(
         q_pos = np.searchsorted(query_union, plan.query_idx)
         g_cols = np.searchsorted(pool_union, plan.pool_idx).astype(np.int64)
         cam_keys = convention.camera_keys(split.cam, task.preset.colocated_cameras)
-        m = plan.query_idx.size
-        scores = PlanScores(
-            protocol=task.preset.name,
-            variant=task.variant,
-            query_modality=MODALITY_NAMES[task.query_modality],
-            plan=plan,
-            first_rank=np.zeros(m, dtype=np.int64),
-            ap=np.full(m, np.nan),
-            inp=np.full(m, np.nan),
-            n_pos=np.zeros(m, dtype=np.int64),
-            n_gallery=np.zeros(m, dtype=np.int64),
-        )
+        scores = _empty_scores(task, plan)
         task.scores.append(scores)
         prepared.append(
             (
@@ -399,17 +388,13 @@ def _score_split(
 
 
 def _empty_scores(task: _Task, plan: EvaluationPlan) -> PlanScores:
-    m = plan.query_idx.size
+    """Per-query scores of a plan, filled in block by block (start: no true match)."""
     return PlanScores(
         protocol=task.preset.name,
         variant=task.variant,
         query_modality=MODALITY_NAMES[task.query_modality],
         plan=plan,
-        first_rank=np.zeros(m, dtype=np.int64),
-        ap=np.full(m, np.nan),
-        inp=np.full(m, np.nan),
-        n_pos=np.zeros(m, dtype=np.int64),
-        n_gallery=np.zeros(m, dtype=np.int64),
+        **empty_query_scores(plan.query_idx.size),
     )
 
 
