@@ -20,6 +20,7 @@ from vireid_bench.leaderboard import (
     Result,
     UnknownColumnError,
     build_table,
+    current_protocol_version,
     render_markdown,
     resolve_sort_key,
     results_from_leaderboard_csv,
@@ -123,7 +124,7 @@ def test_leaderboard_from_two_dumps_and_a_result_file(tmp_path):
     assert mix == sorted(mix, reverse=True)
 
     markdown = (out / "generic.md").read_text()
-    assert "Protocol version: vireid-bench presets" in markdown
+    assert f"Protocol version: {current_protocol_version()}" in markdown
     assert "Query modality: infrared queries in the mixed-modal settings" in markdown
     assert "Trials: measured rows are means over 1 trial(s)" in markdown
     assert "Toolkit: vireid-bench" in markdown
@@ -195,13 +196,39 @@ def test_a_newer_result_replaces_the_older_and_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     notices = [line for line in result.stderr.splitlines() if line.startswith("replaced:")]
     assert len(notices) == 1
-    assert "'M' (measured, vireid-bench 0.1.0)" in notices[0]
-    assert "from old.json by new.json" in notices[0]
+    assert "replaced: generic: 'M' (measured" in notices[0]
+    assert "from old.json (vireid-bench 0.1.0) by new.json (vireid-bench 0.1.0)" in notices[0]
     assert "largest change" in notices[0]
     rows = read_csv(out / "generic.csv")
     assert len(rows) == 1 and rows[0]["origin"] == "new.json"
     old_value = json.loads(old.read_text())["results"][0]["mAP"]
     assert float(rows[0]["mix@infrared.mAP"]) == pytest.approx(old_value - 1.5)
+
+
+def test_another_protocol_version_gets_its_own_row(tmp_path):
+    runner = CliRunner()
+    files = []
+    for name, protocol_version in (("v1", "1.0"), ("v2", "2.0")):
+        path, _ = result_file(tmp_path, name, seed=0, model="M")
+        data = json.loads(path.read_text())
+        data["protocol_version"] = protocol_version
+        path.write_text(json.dumps(data))
+        files.append(str(path))
+    dump_path = small_dump(tmp_path / "d.h5")
+    out = tmp_path / "boards"
+    result = runner.invoke(leaderboard_command, [*files, str(dump_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "replaced:" not in result.stderr
+    rows = {(r["model"], r["protocol_version"]): r for r in read_csv(out / "generic.csv")}
+    assert set(rows) >= {("M", "1.0"), ("M", "2.0")}
+    # A dump scored now is under the running toolkit's protocol version.
+    measured_now = rows[("synthetic(seed=0)", current_protocol_version())]
+    assert measured_now["sha256"] == hashlib.sha256(dump_path.read_bytes()).hexdigest()
+    _, body = pipe_table((out / "generic.md").read_text())
+    assert {"M (protocol 1.0)", "M (protocol 2.0)"} <= {row[0] for row in body}
+    header = (out / "generic.md").read_text().splitlines()[2]
+    assert header.startswith(f"- Protocol version: {current_protocol_version()}")
+    assert "measured rows: protocol" in header
 
 
 def test_reported_paper_rows_sit_beside_measured_ones(tmp_path):

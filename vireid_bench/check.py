@@ -6,6 +6,7 @@ updated deliberately. The expected file is the ``vireid-bench score --format jso
 plus ``dump`` and ``dump_sha256``:
 
 ``{"vireid_bench_version": ..., "dump": "<name>.h5", "dump_sha256": ..., "results": [...]}``
+(and ``protocol_version`` when the score JSON carries it).
 
 :func:`check_dumps` rescores every dump with every preset (the dataset convention's
 defaults) and compares row by row, keyed ``(protocol, variant, query_modality)``:
@@ -16,7 +17,7 @@ defaults) and compares row by row, keyed ``(protocol, variant, query_modality)``
   ``queries`` and ``queries_without_match`` exactly;
 * a setting present on one side only, or a dump without an expected file, is a difference.
 
-A changed ``dump_sha256`` is reported as a note: the numbers decide.
+A changed ``dump_sha256`` or ``protocol_version`` is reported as a note: the numbers decide.
 """
 
 from __future__ import annotations
@@ -169,12 +170,8 @@ def score_document(path: Path, version: str) -> dict:
 
     evaluation = evaluate(load_dump(path), resolve_presets("all"))
     scored = json.loads(render_json(evaluation.rows, version))
-    return {
-        "vireid_bench_version": version,
-        "dump": path.name,
-        "dump_sha256": file_sha256(path),
-        "results": scored["results"],
-    }
+    results = scored.pop("results")
+    return {**scored, "dump": path.name, "dump_sha256": file_sha256(path), "results": results}
 
 
 def read_expected(path: Path) -> dict:
@@ -239,6 +236,13 @@ def check_dumps(
             check.notes.append(
                 f"{path.name}: the dump's SHA-256 changed since the expectation was written "
                 f"({old_sha[:12]} -> {document['dump_sha256'][:12]})"
+            )
+        old_protocol = expected.get("protocol_version")
+        new_protocol = document.get("protocol_version")
+        if old_protocol != new_protocol:
+            check.notes.append(
+                f"{path.name}: expected results were recorded under protocol version "
+                f"{old_protocol or 'unknown'}, now {new_protocol or 'unknown'}"
             )
         check.differences.extend(
             compare_results(path.name, expected["results"], document["results"], tolerance)

@@ -107,7 +107,7 @@ def _split_list(value: str) -> list[str]:
     "--merge",
     is_flag=True,
     help="Start from the measured rows of the leaderboard CSVs already in --out; inputs "
-    "replace their results for the same model, dataset, setting and version.",
+    "replace their results for the same model, dataset, setting and protocol version.",
 )
 @click.option(
     "-p",
@@ -135,7 +135,7 @@ def leaderboard_command(
     writes OUT/<dataset>.csv (R1, mAP and mINP per setting, unrounded) and OUT/<dataset>.md
     (R1 and mAP, best per column in bold), one row per model: 'measured' rows name the
     dump's SHA-256, 'reported' rows the paper table they come from. A later input replaces
-    an earlier result for the same model, dataset, setting and vireid-bench version, with a
+    an earlier result for the same model, dataset, setting and protocol version, with a
     'replaced:' line on stderr. Without INPUTS, writes the reported tables alone.
     """
     from vireid_bench import leaderboard as lb

@@ -7,10 +7,11 @@ Results come from feature dumps scored on the fly, from result files written by
 ``vireid-bench score --format json``, from the paper tables transcribed in
 :mod:`vireid_bench.reported`, and (with ``--merge``) from a leaderboard CSV written earlier.
 
-Rows are keyed ``(dataset, model, source, version)``: ``source`` is ``measured`` (scored by
-vireid-bench; ``version`` is the vireid-bench version that scored it) or ``reported``
-(transcribed from a paper; empty version). A later result for the same row and column
-replaces the earlier one, and :meth:`Leaderboard.add` says so.
+Rows are keyed ``(dataset, model, source, protocol version)``: ``source`` is ``measured``
+(scored by vireid-bench under the protocol version it records) or ``reported`` (transcribed
+from a paper; no protocol version). A later result for the same row and column replaces the
+earlier one, whatever vireid-bench version scored it, and :meth:`Leaderboard.add` says so;
+results under another protocol version get a row of their own.
 
 Columns are grouped as the paper's Tables 1 and 2: Mixed-Modal (Mix, Mix-Cam, Mix-Cam-ID,
 Mix-ID, Mix-P), Cross-Modal, Uni-Modal, then any other preset. Renderers: CSV (every column
@@ -63,6 +64,7 @@ CSV_FIXED_FIELDS = (
     "model",
     "source",
     "venue",
+    "protocol_version",
     "vireid_bench_version",
     "trials",
     "sha256",
@@ -222,6 +224,8 @@ class Result:
         dataset, model: what was evaluated.
         source: ``"measured"`` or ``"reported"``.
         version: vireid-bench version that scored it (``""`` for reported results).
+        protocol_version: the protocol version it was scored under (``""``: reported, or
+            a result file that does not say).
         column: the setting, variant and query modality.
         values: metric name -> percent; a metric absent or NaN is shown as missing.
         origin: where it came from (a file name, or the paper table).
@@ -241,11 +245,12 @@ class Result:
     trials: int = 0
     venue: str = ""
     citation: str = ""
+    protocol_version: str = ""
 
     @property
     def row_key(self) -> tuple[str, str, str, str]:
-        """The leaderboard row it belongs to: ``(dataset, model, source, version)``."""
-        return (self.dataset, self.model, self.source, self.version)
+        """The leaderboard row: ``(dataset, model, source, protocol_version)``."""
+        return (self.dataset, self.model, self.source, self.protocol_version)
 
     def value(self, metric: str) -> float:
         """The metric in percent, NaN when missing."""
@@ -255,12 +260,13 @@ class Result:
 
 @dataclass
 class Entry:
-    """One leaderboard row: a model's results on a dataset from one source and version."""
+    """One leaderboard row: a model's results on a dataset from one source and protocol
+    version."""
 
     dataset: str
     model: str
     source: str
-    version: str
+    protocol_version: str
     cells: dict[Column, Result] = field(default_factory=dict)
 
     def value(self, column: Column, metric: str) -> float:
@@ -293,6 +299,11 @@ class Entry:
         return self._distinct("sha256")
 
     @property
+    def versions(self) -> list[str]:
+        """The vireid-bench versions that scored the row's results."""
+        return self._distinct("version")
+
+    @property
     def trials(self) -> list[int]:
         """The distinct trial counts of the row's results (reported rows: empty)."""
         return sorted({c.trials for c in self.cells.values() if c.trials})
@@ -318,6 +329,7 @@ def results_from_rows(
     *,
     origin: str,
     version: str,
+    protocol_version: str,
     sha256: str = "",
 ) -> list[Result]:
     """Turn scoring rows (:data:`vireid_bench.scoring.RESULT_KEYS`) into measured results.
@@ -341,6 +353,7 @@ def results_from_rows(
                 origin=origin,
                 sha256=sha256 or str(row.get("dump_sha256") or ""),
                 trials=int(row.get("trials") or 0),
+                protocol_version=protocol_version,
             )
         )
     return results
@@ -367,6 +380,7 @@ def results_from_dump(
         evaluation.rows,
         origin=os.path.basename(path),
         version=version,
+        protocol_version=current_protocol_version(),
         sha256=file_sha256(path),
     )
 
@@ -400,6 +414,7 @@ def results_from_json(path: str | os.PathLike) -> list[Result]:
         data["results"],
         origin=os.path.basename(source),
         version=str(data.get("vireid_bench_version") or "unknown"),
+        protocol_version=str(data.get("protocol_version") or ""),
     )
 
 
@@ -480,6 +495,7 @@ def results_from_leaderboard_csv(path: str | os.PathLike) -> list[Result]:
                     trials=int(row["trials"]) if row["trials"].isdigit() else 0,
                     venue=row["venue"],
                     citation=row["citation"],
+                    protocol_version=row["protocol_version"],
                 )
             )
     return results
@@ -507,9 +523,10 @@ def _short_sha(sha: str) -> str:
 
 
 def _provenance(result: Result) -> str:
-    if not result.sha256:
-        return result.origin
-    return f"{result.origin} (sha256 {_short_sha(result.sha256)})"
+    details = [f"sha256 {_short_sha(result.sha256)}"] if result.sha256 else []
+    if result.version:
+        details.append(f"vireid-bench {result.version}")
+    return f"{result.origin} ({', '.join(details)})" if details else result.origin
 
 
 class Leaderboard:
@@ -528,7 +545,7 @@ class Leaderboard:
         for result in results:
             entry = self._entries.get(result.row_key)
             if entry is None:
-                entry = Entry(result.dataset, result.model, result.source, result.version)
+                entry = Entry(result.dataset, result.model, result.source, result.protocol_version)
                 self._entries[result.row_key] = entry
             old = entry.cells.get(result.column)
             if old is not None:
@@ -547,7 +564,7 @@ class Leaderboard:
 
 
 def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
-    (dataset, model, source, version), old_from, new_from = key
+    (dataset, model, source, protocol_version), old_from, new_from = key
     largest: tuple[float, str] | None = None
     for old, new in pairs:
         for metric in CSV_METRICS:
@@ -558,7 +575,7 @@ def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
             if delta > 0 and (largest is None or delta > largest[0]):
                 largest = (delta, f"{new.column.key}.{metric} {a:.2f} -> {b:.2f}")
     change = "values unchanged" if largest is None else f"largest change {largest[1]}"
-    row = f"{model!r} ({source}{', vireid-bench ' + version if version else ''})"
+    row = f"{model!r} ({source}{', protocol ' + protocol_version if protocol_version else ''})"
     return (
         f"replaced: {dataset}: {row}: {len(pairs)} result(s) from {old_from} "
         f"by {new_from}; {change}"
@@ -568,8 +585,22 @@ def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
 # --------------------------------------------------------------------------- tables
 
 
+def current_protocol_version() -> str:
+    """The protocol version this toolkit scores under.
+
+    ``vireid_bench.protocol.PROTOCOL_VERSION`` when the toolkit defines it; otherwise
+    ``presets-<fingerprint>`` (:func:`protocol_fingerprint`).
+    """
+    from vireid_bench import protocol
+
+    declared = getattr(protocol, "PROTOCOL_VERSION", None)
+    return str(declared) if declared else f"presets-{protocol_fingerprint()}"
+
+
 def protocol_fingerprint() -> str:
-    """Return a short hash of the built-in presets' definitions (the protocol version).
+    """Return a short hash of the built-in presets' definitions.
+
+    Stands in for the protocol version when the toolkit declares none.
 
     It changes whenever a preset's exclusion clauses, query modalities, gallery modality,
     CMC convention or camera options change, so two leaderboards with the same fingerprint
@@ -603,7 +634,7 @@ class LeaderboardTable:
         sort: the (column, metric) rows are sorted by (descending), or None.
         query_modality: the query-modality selection (:data:`QUERY_MODALITY_CHOICES`).
         toolkit_version: the vireid-bench version that built the table.
-        protocol_version: :func:`protocol_fingerprint`.
+        protocol_version: :func:`current_protocol_version` of that toolkit.
     """
 
     dataset: str
@@ -630,7 +661,8 @@ class LeaderboardTable:
     def header_lines(self) -> list[str]:
         """What the table shows: protocol version, query modality, trials, toolkit version."""
         measured = [e for e in self.entries if e.source == "measured"]
-        versions = sorted({e.version for e in measured})
+        versions = sorted({v for e in measured for v in e.versions})
+        protocols = sorted({e.protocol_version or "unknown" for e in measured})
         trials = sorted({t for e in measured for t in e.trials})
         if self.query_modality == "paper":
             modality = (
@@ -650,10 +682,14 @@ class LeaderboardTable:
         sort = "model name"
         if self.sort is not None:
             sort = f"{self.sort[0].key}.{self.sort[1]} (descending)"
-        scored_with = f"; measured rows scored with vireid-bench {', '.join(versions)}"
+        scored = (
+            f"; measured rows: protocol {', '.join(protocols)}, scored with vireid-bench "
+            f"{', '.join(versions)}"
+            if measured
+            else ""
+        )
         return [
-            f"Protocol version: vireid-bench presets {self.protocol_version} (PROTOCOLS.md)"
-            + (scored_with if versions else ""),
+            f"Protocol version: {self.protocol_version} (PROTOCOLS.md){scored}",
             f"Query modality: {modality}",
             "Trials: "
             + (
@@ -693,7 +729,9 @@ def _resolve_unnamed_variants(entries: list[Entry]) -> list[Entry]:
             if not column.variant and len(variants) == 1:
                 column = Column(column.protocol, next(iter(variants)), column.query_modality)
             cells.setdefault(column, cell)
-        resolved.append(Entry(entry.dataset, entry.model, entry.source, entry.version, cells))
+        resolved.append(
+            Entry(entry.dataset, entry.model, entry.source, entry.protocol_version, cells)
+        )
     return resolved
 
 
@@ -745,7 +783,13 @@ def build_table(
     def order(entry: Entry) -> tuple:
         value = entry.value(*sort_key) if sort_key else math.nan
         missing = math.isnan(value)
-        return (missing, 0.0 if missing else -value, entry.model, entry.source, entry.version)
+        return (
+            missing,
+            0.0 if missing else -value,
+            entry.model,
+            entry.source,
+            entry.protocol_version,
+        )
 
     return LeaderboardTable(
         dataset=dataset,
@@ -754,7 +798,7 @@ def build_table(
         sort=sort_key,
         query_modality=query_modality,
         toolkit_version=toolkit_version,
-        protocol_version=protocol_fingerprint(),
+        protocol_version=current_protocol_version(),
     )
 
 
@@ -781,7 +825,8 @@ def render_csv(table: LeaderboardTable) -> str:
             "model": entry.model,
             "source": entry.source,
             "venue": entry.venue,
-            "vireid_bench_version": entry.version,
+            "protocol_version": entry.protocol_version,
+            "vireid_bench_version": ";".join(entry.versions),
             "trials": "/".join(map(str, entry.trials)),
             "sha256": ";".join(entry.sha256s),
             "origin": ";".join(entry.origins),
@@ -802,11 +847,13 @@ def _source_cell(entry: Entry) -> str:
 
 
 def _model_cell(entry: Entry, table: LeaderboardTable) -> str:
-    versions = {
-        e.version for e in table.entries if (e.model, e.source) == (entry.model, entry.source)
+    protocols = {
+        e.protocol_version
+        for e in table.entries
+        if (e.model, e.source) == (entry.model, entry.source)
     }
-    if entry.source == "measured" and len(versions) > 1:
-        return f"{entry.model} (vireid-bench {entry.version})"
+    if len(protocols) > 1:
+        return f"{entry.model} (protocol {entry.protocol_version or 'unknown'})"
     return entry.model
 
 
