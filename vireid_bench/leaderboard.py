@@ -149,6 +149,24 @@ class Column:
         return " ".join(parts)
 
 
+def base_setting(protocol: str) -> str:
+    """The setting a scoring row's ``protocol`` stands for.
+
+    Dataset protocols (``sysu-all-multi:mix-id``, or ``sysu-all-single`` for the cross
+    setting) are the builtin setting sampled as the dataset says; the sampling shows in the
+    row's ``variant``. A leaderboard column is the setting, so the name is mapped back.
+    """
+    try:  # dataset protocols come with the dataset conventions
+        from vireid_bench.gallery import split_dataset_preset
+    except ImportError:
+        split_dataset_preset = None
+    if split_dataset_preset is not None:
+        found = split_dataset_preset(protocol)
+        if found is not None:
+            return found[1]
+    return protocol
+
+
 def parse_column_key(text: str) -> tuple[str, str | None, str | None]:
     """Split ``protocol[:variant][@modality]`` into its parts (None when not given).
 
@@ -347,7 +365,9 @@ def results_from_rows(
                 source="measured",
                 version=version,
                 column=Column(
-                    str(row["protocol"]), str(row.get("variant") or ""), str(row["query_modality"])
+                    base_setting(str(row["protocol"])),
+                    str(row.get("variant") or ""),
+                    str(row["query_modality"]),
                 ),
                 values={m: _float(row.get(m)) for m in CSV_METRICS},
                 origin=origin,
