@@ -370,3 +370,36 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         leaderboard_command, [str(a), "--out", str(tmp_path), "--sort", "nothing.mAP"]
     )
     assert result.exit_code == 2 and "no such column" in result.stderr
+
+
+def test_labels_show_variant_and_direction_only_where_they_tell_columns_apart():
+    # As the SYSU-MM01 convention reports: one variant 'all' for the mixed and uni-modal
+    # settings, 'all' and 'indoor' for cross-modal, cross-modal V->I only for 'all'.
+    keys = [
+        ("mix", "all", "infrared"),
+        ("cross", "all", "infrared"),
+        ("cross", "all", "visible"),
+        ("cross", "indoor", "infrared"),
+        ("uni", "all", "infrared"),
+        ("uni", "all", "visible"),
+    ]
+    board = Leaderboard()
+    board.add([_result("A", Column(*key), mAP=1.0) for key in keys])
+    table = build_table(board, "toy", toolkit_version="test")
+    labels = table.labels()
+    assert [labels[Column(*key)] for key in keys] == [
+        "Mix",
+        "Cross all I→V",
+        "Cross all V→I",
+        "Cross indoor",
+        "Uni I→I",
+        "Uni V→V",
+    ]
+    assert [c.key for c in table.columns] == [
+        "mix:all@infrared",
+        "cross:all@infrared",
+        "cross:all@visible",
+        "cross:indoor@infrared",
+        "uni:all@infrared",
+        "uni:all@visible",
+    ]

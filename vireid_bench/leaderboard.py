@@ -139,10 +139,10 @@ class Column:
             return f"{query}→{'V' if query == 'I' else 'I'}"
         return query
 
-    def label(self, with_direction: bool) -> str:
+    def label(self, with_variant: bool, with_direction: bool) -> str:
         """A short display label (``Mix-ID``, ``Cross indoor``, ``Uni V→V``)."""
         parts = [SETTING_LABELS.get(self.protocol, self.protocol)]
-        if self.variant:
+        if with_variant and self.variant:
             parts.append(self.variant)
         if with_direction:
             parts.append(self.direction())
@@ -666,11 +666,18 @@ class LeaderboardTable:
     protocol_version: str
 
     def labels(self) -> dict[Column, str]:
-        """Display label per column; the direction is shown where a setting has several."""
+        """Display label per column: the variant is shown where a setting has several in
+        the table (``Cross all``, ``Cross indoor``), the direction where a setting and
+        variant has both query modalities (``Cross all V→I``)."""
+        variants: dict[str, set[str]] = {}
         modalities: dict[tuple[str, str], set[str]] = {}
         for c in self.columns:
+            variants.setdefault(c.protocol, set()).add(c.variant)
             modalities.setdefault((c.protocol, c.variant), set()).add(c.query_modality)
-        return {c: c.label(len(modalities[(c.protocol, c.variant)]) > 1) for c in self.columns}
+        return {
+            c: c.label(len(variants[c.protocol]) > 1, len(modalities[(c.protocol, c.variant)]) > 1)
+            for c in self.columns
+        }
 
     def best(self, column: Column, metric: str, decimals: int = 2) -> float | None:
         """The best (highest) value of a column rounded to ``decimals``, None when empty."""
