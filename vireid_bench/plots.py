@@ -70,9 +70,15 @@ def save_figure(figure, outputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def _grid(n: int, max_columns: int = 4) -> tuple[int, int]:
+def _panels(n: int, width: float, height: float, max_columns: int = 4):
+    """A constrained-layout Figure with ``n`` panels (at most 4 a row); (figure, axes[n])."""
     columns = min(max_columns, max(1, n))
-    return (n + columns - 1) // columns, columns
+    rows = (n + columns - 1) // columns
+    figure = _figure_class()(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return figure, axes[:n]
 
 
 # --------------------------------------------------------------------------- CMC
@@ -117,16 +123,13 @@ def plot_cmc(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
         The :class:`matplotlib.figure.Figure`; panel titles are the setting keys and line
         labels the model labels.
     """
-    figure_class = _figure_class()
     settings: list[str] = []
     for model_curves in curves.values():
         settings += [s for s in model_curves if s not in settings]
     if not settings:
         raise PlotError("no setting with a scored query to plot")
-    rows, columns = _grid(len(settings))
-    figure = figure_class(figsize=(3.6 * columns, 3.0 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, setting in zip(axes, settings, strict=False):
+    figure, axes = _panels(len(settings), 3.6, 3.0)
+    for ax, setting in zip(axes, settings, strict=True):
         for label, model_curves in curves.items():
             if setting in model_curves:
                 values = model_curves[setting]
@@ -136,8 +139,6 @@ def plot_cmc(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
         ax.set_ylabel("CMC@k (%)")
         ax.set_ylim(0, 100.5)
         ax.grid(alpha=0.3)
-    for ax in axes[len(settings) :]:
-        ax.set_visible(False)
     axes[0].legend(fontsize=7)
     if title:
         figure.suptitle(title)
@@ -297,13 +298,10 @@ def plot_distances(distributions: Sequence[DistanceDistribution], title: str = "
     Each panel is annotated with both distributions' mean μ and standard deviation σ
     (:func:`distance_annotation`). Returns the Figure.
     """
-    figure_class = _figure_class()
     if not distributions:
         raise PlotError("no setting with a query to plot")
-    rows, columns = _grid(len(distributions))
-    figure = figure_class(figsize=(3.8 * columns, 3.0 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, item in zip(axes, distributions, strict=False):
+    figure, axes = _panels(len(distributions), 3.8, 3.0)
+    for ax, item in zip(axes, distributions, strict=True):
         values = [v for v in (item.intra, item.inter) if v.size]
         edges = np.histogram_bin_edges(np.concatenate(values), bins=bins) if values else bins
         if item.intra.size:
@@ -336,8 +334,6 @@ def plot_distances(distributions: Sequence[DistanceDistribution], title: str = "
         ax.set_title(item.setting, fontsize=9)
         ax.set_xlabel("distance")
         ax.set_ylabel("density")
-    for ax in axes[len(distributions) :]:
-        ax.set_visible(False)
     axes[0].legend(fontsize=7, loc="upper right")
     if title:
         figure.suptitle(title)
