@@ -156,15 +156,10 @@ def base_setting(protocol: str) -> str:
     setting) are the builtin setting sampled as the dataset says; the sampling shows in the
     row's ``variant``. A leaderboard column is the setting, so the name is mapped back.
     """
-    try:  # dataset protocols come with the dataset conventions
-        from vireid_bench.gallery import split_dataset_preset
-    except ImportError:
-        split_dataset_preset = None
-    if split_dataset_preset is not None:
-        found = split_dataset_preset(protocol)
-        if found is not None:
-            return found[1]
-    return protocol
+    from vireid_bench.gallery import split_dataset_preset
+
+    found = split_dataset_preset(protocol)
+    return protocol if found is None else found[1]
 
 
 def parse_column_key(text: str) -> tuple[str, str | None, str | None]:

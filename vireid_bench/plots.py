@@ -225,11 +225,8 @@ def _settings(dump, presets, query_modalities):
     from vireid_bench.gallery import get_convention
 
     convention = get_convention(dump.dataset)
-    # As the scorer: a dataset convention may adapt a setting's rule (dataset branches).
-    adapt = getattr(convention, "adapt_preset", None)
     for preset in presets:
-        if adapt is not None:
-            preset = adapt(preset)
+        preset = convention.adapt_preset(preset)  # as the scorer: a dataset's own rule
         for variant in convention.variants(preset):
             for modality_name in preset.query_modalities:
                 if query_modalities is not None and modality_name not in query_modalities:
