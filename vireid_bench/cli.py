@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from vireid_bench.synth import SynthStrengths
+
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_INPUT = 2
@@ -194,6 +196,28 @@ def cli() -> None:
     help="Report only queries of this modality.",
 )
 @click.option(
+    "--sampler",
+    type=click.Choice(["agw", "official"]),
+    help="SYSU-MM01 gallery sampler: AGW's random.seed(trial) (default) or the official "
+    "rand_perm_cam.mat permutations (needs --rand-perm).",
+)
+@click.option(
+    "--shots",
+    type=click.IntRange(min=1),
+    help="SYSU-MM01 gallery images per (identity, camera): 1 single-shot (default), 10 multi-shot.",
+)
+@click.option(
+    "--colocated-rule",
+    type=click.Choice(["any", "same-id"]),
+    help="SYSU-MM01 cross-modal: a camera-3 query loses every camera-2 gallery image "
+    "('any', AGW, default) or only its own identity's ('same-id').",
+)
+@click.option(
+    "--rand-perm",
+    type=click.Path(dir_okay=False, exists=True),
+    help="SYSU-MM01 exp/rand_perm_cam.mat for --sampler official.",
+)
+@click.option(
     "--block-mb",
     type=click.IntRange(min=1),
     default=256,
@@ -210,6 +234,10 @@ def score_command(
     cmc: str | None,
     trials: int | None,
     query_modality: str,
+    sampler: str | None,
+    shots: int | None,
+    colocated_rule: str | None,
+    rand_perm: str | None,
     block_mb: int,
 ) -> None:
     """Score feature dumps under protocol presets.
@@ -226,12 +254,33 @@ def score_command(
     from vireid_bench.scoring import evaluate
 
     presets = resolve_presets(protocol)
-    strict = "all" not in [p.strip() for p in protocol.split(",")]
+    names = [p.strip() for p in protocol.split(",")]
+    strict = not any(name == "all" or name.endswith(":all") for name in names)
+    sysu_options = {
+        key: value
+        for key, value in (
+            ("sampler", sampler),
+            ("shots", shots),
+            ("colocated_rule", colocated_rule),
+            ("rand_perm", rand_perm),
+        )
+        if value is not None
+    }
     modalities = None if query_modality == "both" else [query_modality]
     rows = []
     with _one_line_warnings():
         for path in dumps:
             dump = load_dump(path, feature_sets=[features] if features else [])
+            convention = None
+            if sysu_options:
+                if dump.dataset != "sysu-mm01":
+                    raise InputError(
+                        f"{path}: dataset: --sampler/--shots/--colocated-rule/--rand-perm "
+                        f"apply to sysu-mm01 dumps, not {dump.dataset!r}"
+                    )
+                from vireid_bench.datasets.sysu import SYSUConvention
+
+                convention = SYSUConvention(**sysu_options)
             total = sum(split.n_images for split in dump.splits)
             with _progress(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
@@ -245,6 +294,7 @@ def score_command(
                     strict=strict,
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
+                    convention=convention,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)
@@ -256,6 +306,7 @@ def protocols_command(verbose: bool) -> None:
     """List the protocol presets with their one-line descriptions."""
     from tabulate import tabulate
 
+    from vireid_bench.gallery import dataset_presets
     from vireid_bench.protocol import builtin_presets
 
     body = []
@@ -268,6 +319,22 @@ def protocols_command(verbose: bool) -> None:
         ["excluded besides the query", "source"] if verbose else []
     )
     click.echo(tabulate(body, headers=headers, tablefmt="simple", maxcolwidths=[None, 60, 40, 30]))
+    click.echo("")
+    click.echo(
+        "Dataset protocols (NAME = its cross-modal test, NAME:SETTING one setting, "
+        "NAME:all every setting on that dataset's pools):"
+    )
+    dataset_rows = [
+        [entry.name, entry.dataset, entry.description] for entry in dataset_presets().values()
+    ]
+    click.echo(
+        tabulate(
+            dataset_rows,
+            headers=["protocol", "dataset", "description"],
+            tablefmt="simple",
+            maxcolwidths=[None, None, 70],
+        )
+    )
 
 
 @cli.command("inspect")
@@ -328,7 +395,7 @@ def inspect_command(dump_path: str) -> None:
     "--identity",
     "s_identity",
     type=float,
-    default=1.0,
+    default=SynthStrengths.identity,
     show_default=True,
     help="Strength of the identity component shared by both modalities.",
 )
@@ -336,7 +403,7 @@ def inspect_command(dump_path: str) -> None:
     "--identity-modality",
     "s_identity_modality",
     type=float,
-    default=0.7,
+    default=SynthStrengths.identity_modality,
     show_default=True,
     help="Strength of the modality-specific identity component.",
 )
@@ -344,7 +411,7 @@ def inspect_command(dump_path: str) -> None:
     "--modality",
     "s_modality",
     type=float,
-    default=0.9,
+    default=SynthStrengths.modality,
     show_default=True,
     help="Strength of the component shared by every image of a modality.",
 )
@@ -352,7 +419,7 @@ def inspect_command(dump_path: str) -> None:
     "--camera",
     "s_camera",
     type=float,
-    default=0.5,
+    default=SynthStrengths.camera,
     show_default=True,
     help="Strength of the per-camera component.",
 )
@@ -360,7 +427,7 @@ def inspect_command(dump_path: str) -> None:
     "--noise",
     "s_noise",
     type=float,
-    default=0.9,
+    default=SynthStrengths.noise,
     show_default=True,
     help="Strength of the per-image noise.",
 )
@@ -405,6 +472,26 @@ def synth_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"wrote {path}", err=True)
+
+
+def _register_commands() -> None:
+    """Attach the commands that live in their own modules."""
+    from vireid_bench.cli_results import (
+        check_command,
+        compare_command,
+        leaderboard_command,
+        plot_command,
+    )
+    from vireid_bench.datasets.cli import index_command
+
+    cli.add_command(index_command)
+    cli.add_command(leaderboard_command)
+    cli.add_command(check_command)
+    cli.add_command(plot_command)
+    cli.add_command(compare_command)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

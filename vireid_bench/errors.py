@@ -33,3 +33,10 @@ class ProtocolError(VireidBenchError):
 
 class EmptyEvaluationError(VireidBenchError):
     """A preset leaves no query or an empty gallery for a dump."""
+
+
+class DatasetError(VireidBenchError):
+    """A dataset root, split list or sampling file is missing, unreadable or inconsistent.
+
+    The message names the file or folder at fault, on one line.
+    """

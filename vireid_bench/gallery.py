@@ -10,16 +10,27 @@ no registered convention): the queries are every image of the query modality, th
 every image of the split in dump order, one plan per split (a dump with ``trials/<k>``
 groups gives one plan per group). Dataset conventions (SYSU-MM01, RegDB, LLCM) register
 themselves with :func:`register_convention` and sample their pools per trial.
+
+Dataset presets. A dataset may also name its community protocols (``sysu-all-single``,
+``regdb-t2v``, ``llcm-v2i``, ...) with :func:`register_dataset_preset`. Such a name means
+"this setting, sampled as that dataset's protocol says, for these query modalities":
+``NAME`` alone is the ``cross`` setting, ``NAME:SETTING`` any builtin setting (e.g.
+``sysu-all-multi:mix-id``) and ``NAME:all`` every setting. :func:`resolve_dataset_preset`
+turns such a name into :class:`~vireid_bench.protocol.Preset` objects (called by
+:func:`~vireid_bench.protocol.resolve_presets` for names it does not know); the dataset's
+convention reads the sampling variant back from the preset's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from vireid_bench.dump import FeatureDump, FeatureSplit
+from vireid_bench.errors import ProtocolError
 from vireid_bench.protocol import Preset
 
 
@@ -40,6 +51,25 @@ class EvaluationPlan:
     pool_idx: np.ndarray
 
 
+@dataclass(frozen=True)
+class DatasetPreset:
+    """A named community protocol of one dataset (e.g. ``sysu-all-multi``).
+
+    Attributes:
+        name: the protocol name users give (``--protocol sysu-all-multi``).
+        dataset: the dump ``dataset`` attribute it belongs to (``"sysu-mm01"``).
+        variant: the sampling variant its convention reports it as (``"all-multi"``).
+        query_modalities: the query modalities it reports.
+        description: one sentence for listings.
+    """
+
+    name: str
+    dataset: str
+    variant: str
+    query_modalities: tuple[str, ...]
+    description: str
+
+
 class Convention:
     """The generic convention; dataset conventions subclass it.
 
@@ -58,8 +88,23 @@ class Convention:
         """Return the variants a preset is reported in (e.g. SYSU ``all``/``indoor``).
 
         The generic convention has a single unnamed variant ``""``.
+
+        Raises:
+            ProtocolError: for a dataset preset of another dataset (``sysu-all-single`` on
+                a generic dump).
         """
+        check_dataset_preset(preset, self.name)
         return [""]
+
+    def adapt_preset(self, preset: Preset) -> Preset:
+        """Return the preset as this dataset's community evaluation applies it.
+
+        A dataset convention may replace a setting's exclusion clauses by the rule its
+        community code uses (LLCM's cross-modal rule removes only the query person's
+        images from the query's camera). The name, and so the reported row, stays the
+        same. The generic convention returns the preset unchanged.
+        """
+        return preset
 
     def camera_keys(self, cam: np.ndarray, use_colocated: bool) -> np.ndarray:
         """Return int64 camera keys: co-located cameras share a key when asked for."""
@@ -109,6 +154,7 @@ class Convention:
 
 
 _REGISTRY: dict[str, Convention] = {}
+_DATASET_PRESETS: dict[str, DatasetPreset] = {}
 
 
 def register_convention(convention: Convention) -> Convention:
@@ -127,6 +173,99 @@ def registered_conventions() -> dict[str, Convention]:
     """Return every registered convention by dataset name (generic included)."""
     _load_dataset_conventions()
     return {"generic": _GENERIC, **_REGISTRY}
+
+
+def register_dataset_preset(entry: DatasetPreset) -> DatasetPreset:
+    """Register a dataset preset under its ``name``; return it."""
+    if ":" in entry.name:
+        raise ValueError(f"dataset preset name {entry.name!r} must not contain ':'")
+    _DATASET_PRESETS[entry.name] = entry
+    return entry
+
+
+def dataset_presets() -> dict[str, DatasetPreset]:
+    """Return every registered dataset preset by name, in registration order."""
+    _load_dataset_conventions()
+    return dict(_DATASET_PRESETS)
+
+
+def split_dataset_preset(name: str) -> tuple[DatasetPreset, str] | None:
+    """Return (dataset preset, setting name) for ``NAME`` or ``NAME:SETTING``, else None.
+
+    ``NAME`` alone means the ``cross`` setting.
+    """
+    base, _, setting = name.partition(":")
+    entry = dataset_presets().get(base)
+    if entry is None:
+        return None
+    return entry, (setting or "cross")
+
+
+def base_setting(preset: Preset) -> str:
+    """Return the builtin setting a preset stands for (``"cross"`` for ``sysu-all-single``)."""
+    found = split_dataset_preset(preset.name)
+    return preset.name if found is None else found[1]
+
+
+def check_dataset_preset(preset: Preset, dataset: str) -> DatasetPreset | None:
+    """Return the preset's dataset entry (None for a plain setting).
+
+    Raises:
+        ProtocolError: when the preset belongs to another dataset than ``dataset``.
+    """
+    found = split_dataset_preset(preset.name)
+    if found is None:
+        return None
+    entry = found[0]
+    if entry.dataset != dataset:
+        raise ProtocolError(
+            f"protocol {preset.name!r} is for {entry.dataset!r} dumps, not {dataset!r} ones"
+        )
+    return entry
+
+
+def resolve_dataset_preset(name: str, settings: Mapping[str, Preset]) -> list[Preset] | None:
+    """Turn ``NAME``, ``NAME:SETTING`` or ``NAME:all`` into presets; None if NAME is unknown.
+
+    Each preset is the builtin setting with the dataset preset's query modalities (those
+    the setting reports too) and the name ``NAME:SETTING`` (``NAME`` for cross).
+
+    Args:
+        settings: the builtin settings by name (:func:`~vireid_bench.protocol.builtin_presets`).
+
+    Raises:
+        ProtocolError: for an unknown setting after the colon.
+    """
+    base, colon, setting = name.partition(":")
+    entry = dataset_presets().get(base)
+    if entry is None:
+        return None
+    if colon and setting == "all":
+        chosen = list(settings)
+    elif not colon or setting == "cross":
+        chosen = ["cross"]
+    elif setting in settings:
+        chosen = [setting]
+    else:
+        raise ProtocolError(
+            f"unknown setting {setting!r} in protocol {name!r} "
+            f"(valid after ':': all, {', '.join(settings)})"
+        )
+    presets = []
+    for setting_name in chosen:
+        preset = settings[setting_name]
+        modalities = tuple(m for m in entry.query_modalities if m in preset.query_modalities)
+        if not modalities:
+            continue
+        presets.append(
+            dataclasses.replace(
+                preset,
+                name=base if setting_name == "cross" else f"{base}:{setting_name}",
+                description=f"{preset.description} [{entry.description}]",
+                query_modalities=modalities,
+            )
+        )
+    return presets
 
 
 def _load_dataset_conventions() -> None:

@@ -228,6 +228,8 @@ def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
     """Turn ``"all"``, a name, a comma-separated list or an iterable of names into presets.
 
     A name that ends in ``.toml`` is read as a preset file, so users can try their own.
+    A dataset protocol name (``sysu-all-single``, ``regdb-t2v:mix``, ``llcm-i2v:all``; see
+    :func:`vireid_bench.gallery.resolve_dataset_preset`) gives that dataset's presets.
 
     Raises:
         ProtocolError: for an unknown name, listing the valid ones.
@@ -246,8 +248,19 @@ def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
         elif name in presets:
             chosen.append(presets[name])
         else:
-            raise ProtocolError(f"unknown protocol {name!r} (valid: all, {', '.join(presets)})")
+            chosen.extend(_dataset_presets(name, presets))
     unique: dict[str, Preset] = {}
     for preset in chosen:
         unique.setdefault(preset.name, preset)
     return list(unique.values())
+
+
+def _dataset_presets(name: str, presets: dict[str, Preset]) -> list[Preset]:
+    """Resolve a dataset protocol name, or raise ProtocolError listing the valid names."""
+    from vireid_bench.gallery import dataset_presets, resolve_dataset_preset
+
+    found = resolve_dataset_preset(name, presets)
+    if found is None:
+        valid = ", ".join([*presets, *dataset_presets()])
+        raise ProtocolError(f"unknown protocol {name!r} (valid: all, {valid})")
+    return found

@@ -235,6 +235,8 @@ def evaluate(
         rows.append(_row(base, preset, variant, modality, status, None))
 
     for preset in presets:
+        # the setting as the dataset's community code applies it (same name, maybe other rule)
+        preset = convention.adapt_preset(preset)
         preset_cmc = cmc or (convention.default_cmc if preset.cmc == "dataset" else preset.cmc)
         for variant in convention.variants(preset):
             for modality_name in preset.query_modalities:

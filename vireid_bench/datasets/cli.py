@@ -1,0 +1,99 @@
+"""``vireid-bench index``: list a dataset's images in the order a model writes its dump.
+
+Register it on the main command group with ``cli.add_command(index_command)``. It reports
+toolkit errors itself (``error: ...`` on stderr, exit code 2), so it also works on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import click
+
+
+class _InputError(click.ClickException):
+    """Bad input: a one-line ``error: ...`` message on stderr and exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _write_csv(frame, out: str) -> None:
+    """Write ``frame`` as CSV to stdout (``-``) or atomically to ``out``."""
+    text = frame.to_csv(index=False, lineterminator="\n")
+    if out == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@click.command("index")
+@click.argument("dataset", type=click.Choice(["sysu", "regdb", "llcm"]))
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The dataset root, in the layout the dataset ships in.",
+)
+@click.option(
+    "-o",
+    "--out",
+    default="-",
+    show_default=True,
+    help="CSV file to write ('-': stdout).",
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="test, or train (SYSU-MM01 also val, trainval).",
+)
+def index_command(dataset: str, root: str, out: str, split: str) -> None:
+    """List DATASET's images (sysu, regdb or llcm) as CSV: path, pid, cam, modality.
+
+    Write your feature dump in exactly this order, with these columns and the dump
+    attribute dataset = sysu-mm01, regdb or llcm (RegDB: one trials/<k> group per value
+    of the extra 'trial' column). modality: 0 visible, 1 infrared. The scorer samples the
+    galleries from the paths, as the community evaluation code does.
+
+    \b
+      vireid-bench index sysu --root /data/SYSU-MM01 --out sysu-test.csv
+    """
+    from vireid_bench.datasets import DATASET_NAMES, INDEXERS
+    from vireid_bench.errors import VireidBenchError
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        click.echo(f"warning: {message}", err=True)
+
+    previous = warnings.showwarning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            frame = INDEXERS[dataset](root, split=split)
+    except VireidBenchError as exc:
+        raise _InputError(str(exc)) from exc
+    finally:
+        warnings.showwarning = previous
+    _write_csv(frame, out)
+    summary = (
+        f"{len(frame)} images, {frame['pid'].nunique()} ids "
+        f"({int((frame['modality'] == 0).sum())} visible, "
+        f"{int((frame['modality'] == 1).sum())} infrared)"
+    )
+    if "trial" in frame:
+        summary += f", {frame['trial'].nunique()} trials"
+    where = "" if out == "-" else f"wrote {out}: "
+    click.echo(f"{where}{summary}; dump attribute dataset = {DATASET_NAMES[dataset]}", err=True)
