@@ -512,6 +512,22 @@ def test_interrupt_while_parsing_the_command_line(monkeypatch, tiny_dump, exc, c
     assert (result.exit_code, result.stderr, result.stdout) == (code, message + "\n", "")
 
 
+def test_interrupted_figure_save_keeps_the_previous_figure(tmp_path):
+    from vireid_bench.plots import save_figure
+
+    class HalfWrittenFigure:
+        def savefig(self, path, **options):
+            Path(path).write_bytes(b"partial")
+            raise KeyboardInterrupt
+
+    figure_path = tmp_path / "cmc.png"
+    figure_path.write_bytes(b"previous figure")
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(HalfWrittenFigure(), [figure_path])
+    assert figure_path.read_bytes() == b"previous figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["cmc.png"]
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """CPU time a process has used so far (Linux /proc), or None when unknown."""
     try:

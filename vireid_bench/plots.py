@@ -62,11 +62,22 @@ def check_outputs(outputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def save_figure(figure, outputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Save ``figure`` to every output path (format from the suffix); return the paths."""
+    """Save ``figure`` to every output path (format from the suffix); return the paths.
+
+    Each file is written to a temporary name beside it and renamed into place, so an
+    interrupted save leaves the previous figure intact.
+    """
     paths = check_outputs(outputs)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120)  # the figures use constrained layout
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            # The figures use constrained layout; the format comes from the real suffix.
+            figure.savefig(tmp, dpi=120, format=path.suffix[1:].lower())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return paths
 
 
