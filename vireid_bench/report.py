@@ -47,24 +47,27 @@ def _setting(row: dict[str, object]) -> str:
 
 
 def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells; a ``note`` column appears when some setting was skipped."""
+    notes = any(row["status"] != "ok" for row in rows)
     headers = ["setting", "query→gallery", *(_HEADERS[m] for m in METRICS), "queries", "no match"]
+    if notes:
+        headers.append("note")
     body = []
     for row in rows:
         direction = f"{_SHORT[str(row['query_modality'])]}→{_SHORT[str(row['gallery_modality'])]}"
         if row["status"] != "ok":
-            body.append(
-                [_setting(row), direction, str(row["status"]), *([""] * (len(METRICS) + 1))]
-            )
-            continue
-        body.append(
-            [
+            cells = [_setting(row), direction, *(["-"] * len(METRICS)), "", ""]
+        else:
+            cells = [
                 _setting(row),
                 direction,
                 *(_cell(row, m) for m in METRICS),
                 str(row["queries"]),
                 str(row["queries_without_match"]),
             ]
-        )
+        if notes:
+            cells.append("" if row["status"] == "ok" else str(row["status"]))
+        body.append(cells)
     return headers, body
 
 
