@@ -26,7 +26,7 @@ def test_score_json_is_one_object_with_every_key(runner, tiny_dump):
     result = runner.invoke(cli, ["score", str(tiny_dump), "-p", "mix-id,cross", "-f", "json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"vireid_bench_version", "results"}
+    assert set(payload) == {"vireid_bench_version", "protocol_version", "results"}
     assert [r["protocol"] for r in payload["results"]] == ["mix-id", "mix-id", "cross", "cross"]
     assert [r["query_modality"] for r in payload["results"]] == ["infrared", "visible"] * 2
     assert all(list(r) == list(RESULT_KEYS) for r in payload["results"])
@@ -192,3 +192,19 @@ def test_installed_console_script(tiny_dump):
     )
     assert failed.returncode == 2
     assert failed.stderr.strip() == "error: missing.h5: file not found"
+
+
+def test_sysu_options_reach_the_convention(runner, tmp_path, tiny_dump):
+    from vireid_bench.synth import write_synth_dump
+
+    sysu = write_synth_dump(tmp_path / "s.h5", ids=6, per_cam=3, dim=16, dataset="sysu-mm01")
+    args = ["score", str(sysu), "-p", "cross", "--trials", "2", "-f", "json"]
+    single = json.loads(runner.invoke(cli, args).stdout)["results"]
+    multi = json.loads(runner.invoke(cli, [*args, "--shots", "10"]).stdout)["results"]
+    # Multi-shot keeps every image of a (person, camera) with fewer than 10: a different pool.
+    assert [r["variant"] for r in single] == ["all", "all", "indoor", "indoor"]
+    assert single[0]["mAP"] != multi[0]["mAP"]
+    same_id = json.loads(runner.invoke(cli, [*args, "--colocated-rule", "same-id"]).stdout)
+    assert len(same_id["results"]) == 4
+    wrong = runner.invoke(cli, ["score", str(tiny_dump), "--shots", "10"])
+    assert wrong.exit_code == 2 and "apply to sysu-mm01 dumps, not 'generic'" in wrong.stderr

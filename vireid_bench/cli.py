@@ -1,13 +1,15 @@
 """The ``vireid-bench`` command line: a thin click layer over the Python API.
 
 Exit codes scripts can rely on: 0 success; 1 a check found a regression; 2 bad input or
-usage (one-line message on stderr naming the file and field); 130 interrupted (Ctrl-C).
+usage (one-line message on stderr naming the file and field); 130 interrupted (Ctrl-C,
+SIGINT); 143 terminated (SIGTERM). An interrupted run leaves every output file as it was.
 Results go to stdout (or ``--output``), diagnostics and progress bars to stderr.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -16,10 +18,25 @@ from pathlib import Path
 
 import click
 
+from vireid_bench.synth import SynthStrengths
+
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (see :func:`main`).
+
+    A KeyboardInterrupt subclass, so every cleanup that runs on Ctrl-C (temporary files
+    removed, output left as it was) runs on SIGTERM too.
+    """
+
+
+def _raise_terminated(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise Terminated
 
 
 def _version() -> str:
@@ -82,8 +99,23 @@ class InputError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def _interrupted(exc: KeyboardInterrupt) -> click.exceptions.Exit:
+    """Say ``interrupted`` (Ctrl-C) or ``terminated`` (SIGTERM); return the exit to raise."""
+    if isinstance(exc, Terminated):
+        click.echo("terminated", err=True)
+        return click.exceptions.Exit(EXIT_TERMINATED)
+    click.echo("interrupted", err=True)
+    return click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
 class _Group(click.Group):
-    """Maps toolkit errors to exit code 2 and Ctrl-C to exit code 130."""
+    """Maps toolkit errors to exit code 2, Ctrl-C to 130 and SIGTERM to 143."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as exc:  # while the command line is parsed
+            raise _interrupted(exc) from None
 
     def invoke(self, ctx: click.Context):
         from vireid_bench.errors import VireidBenchError
@@ -92,9 +124,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except VireidBenchError as exc:
             raise InputError(str(exc)) from exc
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc) from None
 
 
 @click.group(
@@ -165,6 +196,28 @@ def cli() -> None:
     help="Report only queries of this modality.",
 )
 @click.option(
+    "--sampler",
+    type=click.Choice(["agw", "official"]),
+    help="SYSU-MM01 gallery sampler: AGW's random.seed(trial) (default) or the official "
+    "rand_perm_cam.mat permutations (needs --rand-perm).",
+)
+@click.option(
+    "--shots",
+    type=click.IntRange(min=1),
+    help="SYSU-MM01 gallery images per (identity, camera): 1 single-shot (default), 10 multi-shot.",
+)
+@click.option(
+    "--colocated-rule",
+    type=click.Choice(["any", "same-id"]),
+    help="SYSU-MM01 cross-modal: a camera-3 query loses every camera-2 gallery image "
+    "('any', AGW, default) or only its own identity's ('same-id').",
+)
+@click.option(
+    "--rand-perm",
+    type=click.Path(dir_okay=False, exists=True),
+    help="SYSU-MM01 exp/rand_perm_cam.mat for --sampler official.",
+)
+@click.option(
     "--block-mb",
     type=click.IntRange(min=1),
     default=256,
@@ -181,6 +234,10 @@ def score_command(
     cmc: str | None,
     trials: int | None,
     query_modality: str,
+    sampler: str | None,
+    shots: int | None,
+    colocated_rule: str | None,
+    rand_perm: str | None,
     block_mb: int,
 ) -> None:
     """Score feature dumps under protocol presets.
@@ -197,12 +254,33 @@ def score_command(
     from vireid_bench.scoring import evaluate
 
     presets = resolve_presets(protocol)
-    strict = "all" not in [p.strip() for p in protocol.split(",")]
+    names = [p.strip() for p in protocol.split(",")]
+    strict = not any(name == "all" or name.endswith(":all") for name in names)
+    sysu_options = {
+        key: value
+        for key, value in (
+            ("sampler", sampler),
+            ("shots", shots),
+            ("colocated_rule", colocated_rule),
+            ("rand_perm", rand_perm),
+        )
+        if value is not None
+    }
     modalities = None if query_modality == "both" else [query_modality]
     rows = []
     with _one_line_warnings():
         for path in dumps:
             dump = load_dump(path, feature_sets=[features] if features else [])
+            convention = None
+            if sysu_options:
+                if dump.dataset != "sysu-mm01":
+                    raise InputError(
+                        f"{path}: dataset: --sampler/--shots/--colocated-rule/--rand-perm "
+                        f"apply to sysu-mm01 dumps, not {dump.dataset!r}"
+                    )
+                from vireid_bench.datasets.sysu import SYSUConvention
+
+                convention = SYSUConvention(**sysu_options)
             total = sum(split.n_images for split in dump.splits)
             with _progress(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
@@ -216,6 +294,7 @@ def score_command(
                     strict=strict,
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
+                    convention=convention,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)
@@ -227,6 +306,7 @@ def protocols_command(verbose: bool) -> None:
     """List the protocol presets with their one-line descriptions."""
     from tabulate import tabulate
 
+    from vireid_bench.gallery import dataset_presets
     from vireid_bench.protocol import builtin_presets
 
     body = []
@@ -239,6 +319,22 @@ def protocols_command(verbose: bool) -> None:
         ["excluded besides the query", "source"] if verbose else []
     )
     click.echo(tabulate(body, headers=headers, tablefmt="simple", maxcolwidths=[None, 60, 40, 30]))
+    click.echo("")
+    click.echo(
+        "Dataset protocols (NAME = its cross-modal test, NAME:SETTING one setting, "
+        "NAME:all every setting on that dataset's pools):"
+    )
+    dataset_rows = [
+        [entry.name, entry.dataset, entry.description] for entry in dataset_presets().values()
+    ]
+    click.echo(
+        tabulate(
+            dataset_rows,
+            headers=["protocol", "dataset", "description"],
+            tablefmt="simple",
+            maxcolwidths=[None, None, 70],
+        )
+    )
 
 
 @cli.command("inspect")
@@ -299,7 +395,7 @@ def inspect_command(dump_path: str) -> None:
     "--identity",
     "s_identity",
     type=float,
-    default=1.0,
+    default=SynthStrengths.identity,
     show_default=True,
     help="Strength of the identity component shared by both modalities.",
 )
@@ -307,7 +403,7 @@ def inspect_command(dump_path: str) -> None:
     "--identity-modality",
     "s_identity_modality",
     type=float,
-    default=0.7,
+    default=SynthStrengths.identity_modality,
     show_default=True,
     help="Strength of the modality-specific identity component.",
 )
@@ -315,7 +411,7 @@ def inspect_command(dump_path: str) -> None:
     "--modality",
     "s_modality",
     type=float,
-    default=0.9,
+    default=SynthStrengths.modality,
     show_default=True,
     help="Strength of the component shared by every image of a modality.",
 )
@@ -323,7 +419,7 @@ def inspect_command(dump_path: str) -> None:
     "--camera",
     "s_camera",
     type=float,
-    default=0.5,
+    default=SynthStrengths.camera,
     show_default=True,
     help="Strength of the per-camera component.",
 )
@@ -331,7 +427,7 @@ def inspect_command(dump_path: str) -> None:
     "--noise",
     "s_noise",
     type=float,
-    default=0.9,
+    default=SynthStrengths.noise,
     show_default=True,
     help="Strength of the per-image noise.",
 )
@@ -378,9 +474,33 @@ def synth_command(
     click.echo(f"wrote {path}", err=True)
 
 
+def _register_commands() -> None:
+    """Attach the commands that live in their own modules."""
+    from vireid_bench.cli_results import (
+        check_command,
+        compare_command,
+        leaderboard_command,
+        plot_command,
+    )
+    from vireid_bench.datasets.cli import index_command
+
+    cli.add_command(index_command)
+    cli.add_command(leaderboard_command)
+    cli.add_command(check_command)
+    cli.add_command(plot_command)
+    cli.add_command(compare_command)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``vireid-bench``)."""
-    cli.main(args=argv, prog_name="vireid-bench")
+    """Console entry point (``vireid-bench``); SIGTERM exits cleanly with code 143."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        cli.main(args=argv, prog_name="vireid-bench")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,8 @@ the image's person id, camera and modality. The format is documented in
 ``docs/dump-format.md``; in brief, for ``N`` images:
 
 * root attributes ``vireid_bench_format = 1``, ``dataset`` (str), ``model`` (str), optional
-  ``description``, ``default_features``, ``cross_features``, ``same_features``;
+  ``description``, ``default_features``, ``cross_features``, ``same_features``,
+  ``protocol_version`` (str, the protocol version the dump was built for);
 * ``features/<name>``: float [N, D] (at least one set);
 * ``pid`` int [N], ``cam`` int [N], ``modality`` uint8 [N] (0 = visible, 1 = infrared);
 * optional ``path``: UTF-8 str [N], the image path relative to the dataset root.
@@ -14,14 +15,18 @@ A dump may instead hold several test splits as groups ``trials/0 .. trials/T-1``
 the per-image layout above (RegDB: one split per trial). Root attributes stay at the root.
 
 Every problem is reported as :class:`~vireid_bench.errors.DumpError` whose one-line message
-names the file and the field.
+names the file and the field: also a corrupt or truncated file, a file locked by a writer,
+and a dataset whose declared size exceeds the available memory (refused before reading;
+see ``docs/robustness.md``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +82,8 @@ class FeatureDump:
         has_trial_splits: True when the splits came from ``trials/<k>`` groups.
         feature_dims: feature-set name -> dimension D, for every set in the file (also those
             not loaded).
+        protocol_version: the ``protocol_version`` root attribute (the protocol version the
+            dump was built for), or None when the dump does not say.
     """
 
     source: str
@@ -89,6 +96,7 @@ class FeatureDump:
     splits: tuple[FeatureSplit, ...]
     has_trial_splits: bool = False
     feature_dims: Mapping[str, int] = field(default_factory=dict)
+    protocol_version: str | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -102,7 +110,9 @@ def _as_label_array(source: str, field_name: str, values: object, n: int | None)
     if array.dtype.kind not in "iu":
         raise DumpError(source, field_name, f"expected integers, got dtype {array.dtype}")
     if n is not None and array.shape[0] != n:
-        raise DumpError(source, field_name, f"length {array.shape[0]} does not match {n} images")
+        raise DumpError(
+            source, field_name, f"length {array.shape[0]} does not match {n} images (pid's length)"
+        )
     if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
         raise DumpError(source, field_name, "values do not fit in int64")
     return array.astype(np.int64, copy=False)
@@ -246,36 +256,122 @@ def _read_attr_str(source: str, attrs: Mapping[str, object], name: str) -> str |
     return value
 
 
+# h5py raises these on a corrupt file (bad object header, dangling link, short read...).
+_H5_ERRORS = (KeyError, RuntimeError, OSError, ValueError, TypeError)
+
+
+def _h5_reason(exc: BaseException) -> str:
+    """Return an h5py exception's message on one line (KeyError's without quotes)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _child(source: str, group, name: str, field_name: str):
+    """Return ``group[name]``, or None when absent; an unreadable object is a DumpError."""
+    try:
+        if name not in group:
+            return None
+        return group[name]
+    except _H5_ERRORS as exc:
+        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
+
+
+def _names(source: str, group, field_name: str) -> list[str]:
+    """Return the member names of an HDF5 group; an unreadable group is a DumpError."""
+    try:
+        return list(group.keys())
+    except _H5_ERRORS as exc:
+        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
+
+
+@contextmanager
+def _corrupt_file_errors(source: str) -> Iterator[None]:
+    """Turn an h5py error that no finer check caught into a DumpError naming the file."""
+    try:
+        yield
+    except DumpError:
+        raise
+    except _H5_ERRORS as exc:
+        raise DumpError(source, "/", f"corrupt HDF5 file ({_h5_reason(exc)})") from exc
+
+
+def _memory_budget() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _bytes_text(n: int) -> str:
+    """Return a byte count for people: ``128 B``, ``29.8 GiB``."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def _check_declared_size(source: str, field_name: str, dataset) -> None:
+    """Refuse, before reading, a dataset whose declared shape cannot fit in memory.
+
+    Rule: elements x max(itemsize, 4) bytes (features are read as float32) must not exceed
+    the memory available now. HDF5 lets a file declare a huge chunked dataset without
+    storing its data (reading fills it in), so the shape alone decides.
+    """
+    shape = tuple(int(n) for n in (dataset.shape or ()))
+    needed = int(np.prod(shape, dtype=object)) * max(int(dataset.dtype.itemsize), 4)
+    budget = _memory_budget()
+    if budget is not None and needed > budget:
+        raise DumpError(
+            source,
+            field_name,
+            f"declared shape {shape} needs {_bytes_text(needed)}, more than the "
+            f"{_bytes_text(budget)} of memory available",
+        )
+
+
 def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> FeatureSplit:
     """Read and validate one split stored in ``group`` (the root or ``trials/<k>``)."""
     import h5py
 
-    for required in ("pid", "cam", "modality", "features"):
-        if required not in group:
+    members = {}
+    for required in ("pid", "cam", "modality", "features", "path"):
+        members[required] = _child(source, group, required, prefix + required)
+        if members[required] is None and required != "path":
             raise DumpError(source, prefix + required, "missing")
-    features_group = group["features"]
+    features_group = members["features"]
     if not isinstance(features_group, h5py.Group):
         raise DumpError(source, prefix + "features", "must be a group of feature sets")
-    names = list(features_group.keys())
+    names = _names(source, features_group, prefix + "features")
     if not names:
         raise DumpError(source, prefix + "features", "no feature set")
     features = {}
     for name in names:
         if wanted is not None and name not in wanted:
             continue
-        dataset = features_group[name]
+        dataset = _child(source, features_group, name, f"{prefix}features/{name}")
         if not isinstance(dataset, h5py.Dataset):
             raise DumpError(source, f"{prefix}features/{name}", "must be a dataset")
         features[name] = _read_dataset(source, f"{prefix}features/{name}", dataset)
     path = None
-    if "path" in group:
-        dataset = group["path"]
+    if members["path"] is not None:
+        dataset = members["path"]
         if not isinstance(dataset, h5py.Dataset):
             raise DumpError(source, prefix + "path", "must be a dataset")
         path = _read_dataset(source, prefix + "path", dataset)
     arrays = {}
     for name in ("pid", "cam", "modality"):
-        dataset = group[name]
+        dataset = members[name]
         if not isinstance(dataset, h5py.Dataset):
             raise DumpError(source, prefix + name, "must be a dataset")
         arrays[name] = _read_dataset(source, prefix + name, dataset)
@@ -283,13 +379,21 @@ def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> Fea
 
 
 def _read_dataset(source: str, field_name: str, dataset) -> np.ndarray:
-    """Read a whole HDF5 dataset into memory, turning h5py failures into DumpError."""
+    """Read a whole HDF5 dataset into memory, turning h5py failures into DumpError.
+
+    Strings are returned as stored (bytes), so that :func:`_as_path_array` names the
+    entry that is not UTF-8. The declared size is checked first
+    (:func:`_check_declared_size`).
+    """
     try:
-        if dataset.dtype.kind in "OSU":
-            return np.asarray(dataset.asstr()[()] if dataset.dtype.kind == "O" else dataset[()])
+        _check_declared_size(source, field_name, dataset)
         return np.asarray(dataset[()])
-    except (OSError, TypeError, ValueError) as exc:
-        raise DumpError(source, field_name, f"cannot be read ({exc})") from exc
+    except DumpError:
+        raise
+    except MemoryError as exc:
+        raise DumpError(source, field_name, "does not fit in memory") from exc
+    except _H5_ERRORS as exc:
+        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
 
 
 def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None) -> FeatureDump:
@@ -313,21 +417,38 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
     source = os.fspath(path)
     if not os.path.exists(source):
         raise DumpError(source, "", "file not found")
+    try:
+        with open(source, "rb"):
+            pass
+    except OSError as exc:
+        raise DumpError(source, "", f"cannot be read ({exc.strerror or exc})") from exc
     if not h5py.is_hdf5(source):
         raise DumpError(source, "", "not an HDF5 file")
     try:
-        handle = h5py.File(source, "r")
+        # Read-only, and HDF5's file lock honoured where the file system supports locks:
+        # a dump another process has open for writing is refused, never read half-written.
+        try:
+            handle = h5py.File(source, "r", locking="best-effort")
+        except ValueError:  # HDF5 < 1.12.1 has no locking option; it always locks
+            handle = h5py.File(source, "r")
     except OSError as exc:
-        raise DumpError(source, "", f"cannot be opened ({exc})") from exc
-    with handle:
-        attrs = dict(handle.attrs)
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc):
+            raise DumpError(source, "", "cannot be opened (locked by another process?)") from exc
+        raise DumpError(source, "", f"cannot be opened ({_h5_reason(exc)})") from exc
+    with handle, _corrupt_file_errors(source):
+        try:
+            attrs = dict(handle.attrs)
+        except _H5_ERRORS as exc:
+            reason = f"cannot be read ({_h5_reason(exc)})"
+            raise DumpError(source, "attributes", reason) from exc
         if "vireid_bench_format" not in attrs:
             raise DumpError(source, "vireid_bench_format", "root attribute missing")
         version = attrs["vireid_bench_format"]
-        try:
-            version_int = int(version)
-        except (TypeError, ValueError) as exc:
-            raise DumpError(source, "vireid_bench_format", f"not an integer: {version!r}") from exc
+        if isinstance(version, np.ndarray) and version.size == 1:
+            version = version.reshape(()).item()
+        if isinstance(version, bool | np.bool_) or not isinstance(version, int | np.integer):
+            raise DumpError(source, "vireid_bench_format", f"not an integer: {version!r}")
+        version_int = int(version)
         if version_int != FORMAT_VERSION:
             raise DumpError(
                 source,
@@ -341,20 +462,21 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
         if model is None:
             raise DumpError(source, "model", "root attribute missing")
         description = _read_attr_str(source, attrs, "description") or ""
+        protocol_version = _read_attr_str(source, attrs, "protocol_version")
         names_attrs = {
             name: _read_attr_str(source, attrs, name)
             for name in ("default_features", "cross_features", "same_features")
         }
 
-        if "trials" in handle:
+        trials = _child(source, handle, "trials", "trials")
+        if trials is not None:
             if "pid" in handle or "features" in handle:
                 raise DumpError(
                     source, "trials", "dump holds both root-level images and trials/ groups"
                 )
-            trials = handle["trials"]
             if not isinstance(trials, h5py.Group):
                 raise DumpError(source, "trials", "must be a group")
-            keys = list(trials.keys())
+            keys = _names(source, trials, "trials")
             if not keys:
                 raise DumpError(source, "trials", "no trial group")
             odd = [k for k in keys if not k.isdigit()]
@@ -364,19 +486,23 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
             missing = sorted(set(range(int(keys[-1]) + 1)) - {int(k) for k in keys})
             if missing:
                 raise DumpError(source, f"trials/{missing[0]}", "missing (groups must be 0..T-1)")
-            groups = [(trials[k], f"trials/{k}/") for k in keys]
+            groups = [(_child(source, trials, k, f"trials/{k}"), f"trials/{k}/") for k in keys]
+            for group, prefix in groups:
+                if not isinstance(group, h5py.Group):
+                    raise DumpError(source, prefix.rstrip("/"), "must be a group")
             has_trials = True
         else:
             groups = [(handle, "")]
             has_trials = False
 
-        for group, prefix in groups:
-            if "features" in group and not isinstance(group["features"], h5py.Group):
+        feature_groups = [_child(source, g, "features", p + "features") for g, p in groups]
+        for features_group, (_, prefix) in zip(feature_groups, groups, strict=True):
+            if features_group is not None and not isinstance(features_group, h5py.Group):
                 raise DumpError(source, prefix + "features", "must be a group of feature sets")
-        first_group, first_prefix = groups[0]
-        if "features" not in first_group:
+        first_prefix = groups[0][1]
+        if feature_groups[0] is None:
             raise DumpError(source, first_prefix + "features", "missing")
-        names = list(first_group["features"].keys())
+        names = _names(source, feature_groups[0], first_prefix + "features")
         if not names:
             raise DumpError(source, first_prefix + "features", "no feature set")
         default, cross, same = _resolve_feature_names(
@@ -397,9 +523,12 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
                 )
         splits = []
         dims: dict[str, int] = {}
-        for group, prefix in groups:
-            group_names = list(group["features"].keys()) if "features" in group else []
-            if "features" in group and sorted(group_names) != sorted(names):
+        for features_group, (group, prefix) in zip(feature_groups, groups, strict=True):
+            if features_group is None:
+                group_names = []
+            else:
+                group_names = _names(source, features_group, prefix + "features")
+            if features_group is not None and sorted(group_names) != sorted(names):
                 raise DumpError(
                     source,
                     prefix + "features",
@@ -407,7 +536,7 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
                 )
             split = _read_split(source, group, prefix, wanted)
             for name in names:
-                shape = group["features"][name].shape
+                shape = features_group[name].shape
                 dim = int(shape[1]) if len(shape) == 2 else -1
                 if dims.setdefault(name, dim) != dim:
                     raise DumpError(
@@ -427,6 +556,7 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
         splits=tuple(splits),
         has_trial_splits=has_trials,
         feature_dims=dims,
+        protocol_version=protocol_version,
     )
 
 
@@ -437,15 +567,18 @@ def _write_split(group, split: FeatureSplit) -> None:
     """Write one validated split's datasets into an open HDF5 group."""
     import h5py
 
+    # Fletcher-32 checksums: a dump corrupted on disk fails to load instead of being scored.
     features_group = group.create_group("features")
     for name, array in split.features.items():
-        features_group.create_dataset(name, data=array)
-    group.create_dataset("pid", data=split.pid)
-    group.create_dataset("cam", data=split.cam)
-    group.create_dataset("modality", data=split.modality.astype(np.uint8))
+        features_group.create_dataset(name, data=array, fletcher32=True)
+    group.create_dataset("pid", data=split.pid, fletcher32=True)
+    group.create_dataset("cam", data=split.cam, fletcher32=True)
+    group.create_dataset("modality", data=split.modality.astype(np.uint8), fletcher32=True)
     if split.path is not None:
         group.create_dataset(
-            "path", data=[str(p) for p in split.path], dtype=h5py.string_dtype("utf-8")
+            "path",
+            data=[str(p) for p in split.path],
+            dtype=h5py.string_dtype("utf-8"),  # variable length: HDF5 allows no filter
         )
 
 
@@ -465,6 +598,7 @@ def write_dump(
     cross_features: str | None = None,
     same_features: str | None = None,
     float16: bool = False,
+    protocol_version: str | None = None,
 ) -> Path:
     """Validate arrays and write them as a v1 feature dump; return the written path.
 
@@ -478,12 +612,16 @@ def write_dump(
 
     Args:
         float16: store features as float16 (half the size; scored as float32).
+        protocol_version: recorded as the ``protocol_version`` root attribute (default:
+            this toolkit's :data:`vireid_bench.protocol.PROTOCOL_VERSION`).
 
     Raises:
         DumpError: when the arrays do not form a valid dump (the same checks as
             :func:`load_dump`), naming ``path`` and the field.
     """
     import h5py
+
+    from vireid_bench.protocol import PROTOCOL_VERSION
 
     target = Path(path)
     source = str(target)
@@ -539,6 +677,7 @@ def write_dump(
             handle.attrs["default_features"] = default
             handle.attrs["cross_features"] = cross
             handle.attrs["same_features"] = same
+            handle.attrs["protocol_version"] = protocol_version or PROTOCOL_VERSION
             if float16:
                 splits = [
                     FeatureSplit(

@@ -35,6 +35,7 @@ from numba import njit, prange
 SAME = 1
 DIFFERENT = 2
 _CHUNK = 32
+_INSERTION_SORT_MAX = 32
 
 
 def exclusion_table(clauses: np.ndarray) -> np.ndarray:
@@ -114,10 +115,25 @@ def _score_one_query(
     n_gallery = n_pos + n_neg
     if n_pos == 0:
         return 0, np.nan, np.nan, 0, n_gallery
-    # Stable sort of the true matches by distance (ties keep pool order).
-    order = np.argsort(pos_d[:n_pos], kind="mergesort")
-    sorted_d = pos_d[:n_pos][order]
-    sorted_j = pos_j[:n_pos][order]
+    # Sort the true matches by (distance, pool position): in place by insertion for the
+    # usual handful, by a stable merge sort beyond that.
+    if n_pos <= _INSERTION_SORT_MAX:
+        for a in range(1, n_pos):
+            d_a = pos_d[a]
+            j_a = pos_j[a]
+            b = a - 1
+            while b >= 0 and _key_less(d_a, j_a, pos_d[b], pos_j[b]):
+                pos_d[b + 1] = pos_d[b]
+                pos_j[b + 1] = pos_j[b]
+                b -= 1
+            pos_d[b + 1] = d_a
+            pos_j[b + 1] = j_a
+        sorted_d = pos_d
+        sorted_j = pos_j
+    else:
+        order = np.argsort(pos_d[:n_pos], kind="mergesort")
+        sorted_d = pos_d[:n_pos][order]
+        sorted_j = pos_j[:n_pos][order]
     for p in range(n_pos + 1):
         neg_before[p] = 0
     first_d = sorted_d[0]
@@ -162,7 +178,8 @@ def _score_one_query(
     if identity_cmc:
         distinct = 0
         if n_closer_ids > 0:
-            ids = np.sort(pid_buffer[:n_closer_ids])
+            ids = pid_buffer[:n_closer_ids]
+            ids.sort()
             distinct = 1
             for t in range(1, n_closer_ids):
                 if ids[t] != ids[t - 1]:

@@ -33,6 +33,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+PROTOCOL_VERSION = "1.0"
+"""Version of the evaluation protocol: presets, exclusion rules, CMC/mAP/mINP definitions and
+aggregation. Dumps record the version they were built for (``protocol_version``); scoring a
+dump built for another version warns. Bump it when a change alters a published number."""
+
 RELATIONS = ("camera", "identity", "modality")
 RELATION_CODES = {"any": 0, "same": 1, "different": 2}
 CMC_CONVENTIONS = ("image", "identity")

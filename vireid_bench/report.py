@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 
+from vireid_bench.protocol import PROTOCOL_VERSION
 from vireid_bench.scoring import METRICS, RESULT_KEYS
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -46,24 +47,27 @@ def _setting(row: dict[str, object]) -> str:
 
 
 def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells; a ``note`` column appears when some setting was skipped."""
+    notes = any(row["status"] != "ok" for row in rows)
     headers = ["setting", "query→gallery", *(_HEADERS[m] for m in METRICS), "queries", "no match"]
+    if notes:
+        headers.append("note")
     body = []
     for row in rows:
         direction = f"{_SHORT[str(row['query_modality'])]}→{_SHORT[str(row['gallery_modality'])]}"
         if row["status"] != "ok":
-            body.append(
-                [_setting(row), direction, str(row["status"]), *([""] * (len(METRICS) + 1))]
-            )
-            continue
-        body.append(
-            [
+            cells = [_setting(row), direction, *(["-"] * len(METRICS)), "", ""]
+        else:
+            cells = [
                 _setting(row),
                 direction,
                 *(_cell(row, m) for m in METRICS),
                 str(row["queries"]),
                 str(row["queries_without_match"]),
             ]
-        )
+        if notes:
+            cells.append("" if row["status"] == "ok" else str(row["status"]))
+        body.append(cells)
     return headers, body
 
 
@@ -112,12 +116,18 @@ def _json_value(value: object) -> object:
 
 
 def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
-    """Return exactly one JSON object: ``{"vireid_bench_version": ..., "results": [...]}``.
+    """Return exactly one JSON object: ``{"vireid_bench_version": ..., "protocol_version": ...,
+    "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
 
     NaN (a skipped setting's metrics) becomes ``null``.
     """
     results = [{key: _json_value(row[key]) for key in RESULT_KEYS} for row in rows]
-    return json.dumps({"vireid_bench_version": version, "results": results}, indent=2) + "\n"
+    payload = {
+        "vireid_bench_version": version,
+        "protocol_version": PROTOCOL_VERSION,
+        "results": results,
+    }
+    return json.dumps(payload, indent=2) + "\n"
 
 
 def render_csv(rows: Sequence[dict[str, object]]) -> str:

@@ -24,7 +24,7 @@ from vireid_bench.dump import MODALITY_CODES, MODALITY_NAMES, FeatureDump, load_
 from vireid_bench.errors import DumpError, EmptyEvaluationError, ProtocolError
 from vireid_bench.gallery import Convention, EvaluationPlan, get_convention
 from vireid_bench.kernels import empty_query_scores, score_queries
-from vireid_bench.protocol import Preset, resolve_presets
+from vireid_bench.protocol import PROTOCOL_VERSION, Preset, resolve_presets
 
 RANKS = (1, 5, 10, 20)
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -197,6 +197,12 @@ def evaluate(
     if cmc is not None and cmc not in ("image", "identity"):
         raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
     convention = convention or get_convention(dump.dataset)
+    if dump.protocol_version not in (None, PROTOCOL_VERSION):
+        warnings.warn(
+            f"{os.path.basename(dump.source)}: dump built for protocol version "
+            f"{dump.protocol_version}, scored with protocol version {PROTOCOL_VERSION}",
+            stacklevel=2,
+        )
     cross_name, same_name = _feature_names(dump, features)
     wanted_modalities = None
     if query_modalities is not None:

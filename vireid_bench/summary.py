@@ -16,6 +16,8 @@ def describe_dump(dump: FeatureDump) -> list[tuple[str, str]]:
     ]
     if dump.description:
         lines.append(("description", dump.description))
+    if dump.protocol_version is not None:
+        lines.append(("protocol version", dump.protocol_version))
     sets = ", ".join(f"{name} (D={dim})" for name, dim in dump.feature_dims.items())
     lines.append(("feature sets", sets))
     lines.append(
