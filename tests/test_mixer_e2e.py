@@ -96,6 +96,7 @@ def test_extracted_dump_is_valid_and_in_index_order(dump_path, data_root):
     assert dump.dataset == "sysu-mm01"
     assert dump.model.startswith("MixER-resnet18@") and len(dump.model.split("@")[1]) == 10
     assert (dump.cross_features, dump.same_features) == ("z_e", "z_f")
+    assert "SYNTHETIC images" in dump.description
     assert dump.feature_dims == {"z_e": 512, "z_r": 512, "z_f": 1024}
     frame = image_index("sysu-mm01", data_root, "test")
     split = dump.splits[0]

@@ -146,6 +146,7 @@ def extract(
     )
     config = state["config"]
     has_related = "z_f" in features
+    synthetic = (Path(root) / "SYNTHETIC.txt").is_file()
     description = (
         f"{'MixER' if has_related else 'Baseline (L_yme only)'} {config['model']['backbone']}, "
         f"input {config['input']['height']}x{config['input']['width']}, trained "
@@ -153,6 +154,12 @@ def extract(
         + (f" trial {state['trial']}" if state["dataset"] == "regdb" else "")
         + f"; config hash {state['config_hash']}; test-time flip averaging"
         + ("; z_f = [z_e/|z_e|, z_r/|z_r|]" if has_related else "")
+        + (
+            "; SYNTHETIC images from vireid-bench synth-images in this dataset's layout, "
+            "not the real dataset"
+            if synthetic
+            else ""
+        )
     )
     return write_dump(
         out,
