@@ -249,3 +249,41 @@ def test_dump_passes_inspect_and_scores_from_the_command_line(dump_path):
     )
     assert scored.exit_code == 0, scored.output
     assert scored.output.count("\n") >= 15  # header + one row per setting and query modality
+
+
+def test_resumed_run_equals_uninterrupted_run(data_root, tmp_path):
+    def run(out, epochs, resume=False):
+        args = ["train", "--dataset", "sysu-mm01", "--root", str(data_root), "--out", str(out)]
+        extra = ["--resume"] if resume else []
+        _invoke(
+            mixer_group, [*args, *SMALL, "--epochs", str(epochs), "--iters", "1", "--quiet", *extra]
+        )
+        return torch.load(out / "checkpoints/last.pt", map_location="cpu", weights_only=True)
+
+    straight = run(tmp_path / "straight", 2)
+    run(tmp_path / "split", 1)
+    resumed = run(tmp_path / "split", 2, resume=True)
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_pretrained_flag_loads_a_local_state_dict(data_root, tmp_path):
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    args = [
+        "train",
+        "--dataset",
+        "sysu-mm01",
+        "--root",
+        str(data_root),
+        "--out",
+        str(tmp_path / "run"),
+        "--pretrained",
+        str(weights),
+    ]
+    result = _invoke(mixer_group, [*args, *SMALL, "--epochs", "1", "--iters", "1", "--quiet"])
+    assert f"loaded backbone weights from {weights}" in result.output
+    assert "random weights" not in result.output
