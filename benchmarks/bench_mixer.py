@@ -140,7 +140,12 @@ def main(argv: list[str] | None = None) -> None:
         tabulate(
             rows,
             headers=[
-                "config", "backbone", "input", "batch", "train img/s", "extract img/s",
+                "config",
+                "backbone",
+                "input",
+                "batch",
+                "train img/s",
+                "extract img/s",
                 "data img/s",
             ],
             tablefmt="pipe",

@@ -483,8 +483,12 @@ def _register_commands() -> None:
         plot_command,
     )
     from vireid_bench.datasets.cli import index_command
+    from vireid_bench.models.mixer.cli import mixer_group
+    from vireid_bench.synth_images import synth_images_command
 
     cli.add_command(index_command)
+    cli.add_command(mixer_group)
+    cli.add_command(synth_images_command)
     cli.add_command(leaderboard_command)
     cli.add_command(check_command)
     cli.add_command(plot_command)
