@@ -332,12 +332,16 @@ def _score_split(
         sq_same = sq_cross if same is cross else np.einsum("ij,ij->i", gallery_same, gallery_same)
     pool_modality = split.modality[pool_union]
 
+    # Camera keys depend only on whether a preset merges co-located cameras.
+    camera_keys = {
+        colocated: convention.camera_keys(split.cam, colocated) for colocated in (False, True)
+    }
     # Per job: each query's position in query_union and each pool image's column.
     prepared = []
     for task, plan in jobs:
         q_pos = np.searchsorted(query_union, plan.query_idx)
         g_cols = np.searchsorted(pool_union, plan.pool_idx).astype(np.int64)
-        cam_keys = convention.camera_keys(split.cam, task.preset.colocated_cameras)
+        cam_keys = camera_keys[task.preset.colocated_cameras]
         scores = _empty_scores(task, plan)
         task.scores.append(scores)
         prepared.append(
@@ -386,11 +390,8 @@ def _score_split(
                 identity_cmc=task.cmc == "identity",
                 **gallery,
             )
-            scores.first_rank[selected] = out["first_rank"]
-            scores.ap[selected] = out["ap"]
-            scores.inp[selected] = out["inp"]
-            scores.n_pos[selected] = out["n_pos"]
-            scores.n_gallery[selected] = out["n_gallery"]
+            for key, values in out.items():
+                getattr(scores, key)[selected] = values
         if progress is not None:
             progress(stop - start)
 
