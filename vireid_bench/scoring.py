@@ -109,12 +109,25 @@ class _Task:
     scores: list[PlanScores] = field(default_factory=list)
 
 
-def _normalised(source: str, name: str, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """L2-normalise ``features`` (only ``rows`` are checked for zero norm)."""
+def normalised(
+    source: str,
+    name: str,
+    features: np.ndarray,
+    rows: np.ndarray,
+    row_labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return ``features`` L2-normalised (float32); only ``rows`` are checked for zero norm.
+
+    Raises:
+        DumpError: naming ``source`` and ``features/<name>`` and the first zero-norm row
+            (its label from ``row_labels`` when given: the split row of a read block).
+    """
     norms = np.linalg.norm(features, axis=1)
     zero = norms[rows] == 0
     if zero.any():
         first = int(rows[np.flatnonzero(zero)[0]])
+        if row_labels is not None:
+            first = int(row_labels[first])
         raise DumpError(
             source,
             f"features/{name}",
@@ -125,10 +138,14 @@ def _normalised(source: str, name: str, features: np.ndarray, rows: np.ndarray) 
     return features / safe[:, None]
 
 
-def _distance_block(
+def distance_block(
     query: np.ndarray, gallery: np.ndarray, distance: str, gallery_sq: np.ndarray | None
 ) -> np.ndarray:
-    """Return float32 [len(query), len(gallery)] distances (cosine or Euclidean)."""
+    """Return float32 [len(query), len(gallery)] distances (cosine or Euclidean).
+
+    Cosine: ``1 - q.g`` on rows the caller normalised (:func:`normalised`). Euclidean:
+    ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))`` with ``gallery_sq`` the gallery's squared norms.
+    """
     product = query @ gallery.T
     if distance == "cosine":
         np.subtract(np.float32(1.0), product, out=product)
@@ -167,6 +184,7 @@ def evaluate(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: ProgressCallback | None = None,
     convention: Convention | None = None,
+    memory: MemoryOptions | None = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -183,6 +201,8 @@ def evaluate(
         block_bytes: memory budget of one distance block.
         progress: called with the number of query rows done after each block.
         convention: override the dataset convention (default: by ``dump.dataset``).
+        memory: memory limit / forced streaming (:class:`MemoryOptions`); by default row
+            blocks of ``block_bytes`` in memory, streamed when the features are lazy.
 
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
@@ -264,6 +284,7 @@ def evaluate(
             convention,
             block_bytes,
             progress,
+            memory,
         )
 
     per_query: list[PlanScores] = []
@@ -292,6 +313,72 @@ def _task_status(task: _Task) -> str:
     return "ok"
 
 
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How much memory scoring may use, and whether to stream over gallery blocks.
+
+    Attributes:
+        limit: bytes the scorer may hold for features, distance blocks and state; None
+            means no limit (row blocks of ``block_bytes``, the in-memory path).
+        gallery_block, query_block: force the streamed path with these block sizes
+            (columns, rows); None lets ``limit`` decide.
+    """
+
+    limit: int | None = None
+    gallery_block: int | None = None
+    query_block: int | None = None
+
+
+MIN_ROWS_PER_BLOCK = 32
+"""The in-memory path needs at least this many whole pool rows per block (one kernel chunk);
+below that the split is streamed over gallery blocks."""
+
+
+def _feature_bytes(split, names: set[str], rows: int | None = None) -> int:
+    """Bytes of float32 features of ``names`` for ``rows`` images (default: the split)."""
+    n = split.n_images if rows is None else rows
+    return sum(4 * n * int(split.features[name].shape[1]) for name in names)
+
+
+def _streamed_blocks(
+    n_queries: int, n_pool: int, matrices: int, row_bytes: int, budget: int
+) -> tuple[int, int]:
+    """Choose (query_block, gallery_block) so one block step stays within ``budget`` bytes.
+
+    One step holds ``q x g`` float32 distances per matrix and the features of ``q + g``
+    rows (``row_bytes`` each). Query blocks are kept large (the gallery is re-read once per
+    query block) unless that leaves gallery blocks of fewer than 2,048 columns.
+    """
+    def columns(q: int) -> int:
+        return (budget - q * row_bytes) // (4 * matrices * q + row_bytes)
+
+    q_block = max(1, min(n_queries, 4096))
+    while q_block > 64 and columns(q_block) < min(2048, n_pool):
+        q_block //= 2
+    g_block = columns(q_block)
+    if g_block < 1:
+        raise ProtocolError(
+            f"memory limit too small: {budget} bytes cannot hold one distance block "
+            f"({q_block} queries x 1 gallery image); raise --memory-limit"
+        )
+    return q_block, int(min(g_block, n_pool))
+
+
+def _row_reader(
+    source: str, name: str, features, distance: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return a reader of (normalised for cosine) float32 rows for sorted split indices."""
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        lazy = not isinstance(features, np.ndarray)
+        block = features.read_rows(rows) if lazy else features[rows]
+        if distance == "cosine":
+            block = normalised(source, name, block, np.arange(rows.size), row_labels=rows)
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    return read
+
+
 def _score_split(
     dump: FeatureDump,
     split_index: int,
@@ -302,8 +389,16 @@ def _score_split(
     convention: Convention,
     block_bytes: int,
     progress: ProgressCallback | None,
+    memory: MemoryOptions | None = None,
 ) -> None:
-    """Compute the split's distances block by block and run every plan's kernel."""
+    """Compute the split's distances block by block and run every plan's kernel.
+
+    In memory (row blocks of whole pool rows, :func:`~vireid_bench.kernels.score_queries`)
+    when the features are loaded and ``memory`` allows at least
+    :data:`MIN_ROWS_PER_BLOCK` rows per block; otherwise streamed over gallery blocks
+    (:func:`vireid_bench.streaming.score_streamed`), with identical results.
+    """
+    memory = memory or MemoryOptions()
     split = dump.splits[split_index]
     jobs = [(task, plan) for task in tasks for plan in task.plans if plan.split == split_index]
     if not jobs:
@@ -314,12 +409,122 @@ def _score_split(
         for task, plan in jobs:
             task.scores.append(_empty_scores(task, plan))
         return
+    names = {cross_name, same_name}
+    matrices = 1 if same_name == cross_name else 3
+    lazy = any(not isinstance(split.features[name], np.ndarray) for name in names)
+    row_bytes = _feature_bytes(split, names, rows=1)
+    stream_blocks = None
+    if memory.gallery_block is not None or memory.query_block is not None:
+        stream_blocks = (
+            memory.query_block or min(query_union.size, 4096),
+            memory.gallery_block or pool_union.size,
+        )
+    elif lazy or memory.limit is not None:
+        resident = 0 if lazy else _feature_bytes(split, names)
+        # in memory: raw + normalised features + the gallery copy stay resident
+        in_memory_resident = 3 * resident if distance == "cosine" else 2 * resident
+        row_block_bytes = block_bytes
+        if memory.limit is not None:
+            row_block_bytes = min(block_bytes, memory.limit - in_memory_resident)
+        rows = row_block_bytes // max(1, pool_union.size * 4 * matrices)
+        if lazy or rows < min(MIN_ROWS_PER_BLOCK, query_union.size):
+            budget = (memory.limit if memory.limit is not None else block_bytes) - resident
+            stream_blocks = _streamed_blocks(
+                query_union.size, pool_union.size, matrices, row_bytes, budget
+            )
+        else:
+            block_bytes = row_block_bytes
+    if stream_blocks is not None:
+        _score_split_streamed(
+            dump, split, split_index, jobs, query_union, pool_union, cross_name, same_name,
+            distance, convention, stream_blocks, progress,
+        )
+        return
+    _score_split_in_memory(
+        dump, split, jobs, query_union, pool_union, cross_name, same_name, distance,
+        convention, block_bytes, progress,
+    )
+
+
+def _score_split_streamed(
+    dump: FeatureDump,
+    split,
+    split_index: int,
+    jobs: list[tuple[_Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    blocks: tuple[int, int],
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans over query blocks x gallery blocks (exact, bounded memory)."""
+    from vireid_bench.streaming import StreamJob, score_streamed
+
+    camera_keys = {
+        colocated: convention.camera_keys(split.cam, colocated) for colocated in (False, True)
+    }
+    stream_jobs = []
+    for task, plan in jobs:
+        scores = _empty_scores(task, plan)
+        task.scores.append(scores)
+        stream_jobs.append(
+            StreamJob(
+                query_idx=plan.query_idx,
+                pool_idx=plan.pool_idx,
+                pid=split.pid,
+                cam_keys=camera_keys[task.preset.colocated_cameras],
+                modality=split.modality.astype(np.int64),
+                clauses=task.preset.clause_codes(),
+                identity_cmc=task.cmc == "identity",
+                out={
+                    key: getattr(scores, key)
+                    for key in ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+                },
+            )
+        )
+    read_cross = _row_reader(dump.source, cross_name, split.features[cross_name], distance)
+    read_same = None
+    if same_name != cross_name:
+        read_same = _row_reader(dump.source, same_name, split.features[same_name], distance)
+    score_streamed(
+        stream_jobs,
+        query_union,
+        pool_union,
+        split.modality,
+        split.pid,
+        read_cross,
+        read_same,
+        distance,
+        distance_block,
+        query_block=blocks[0],
+        gallery_block=blocks[1],
+        progress=progress,
+    )
+
+
+def _score_split_in_memory(
+    dump: FeatureDump,
+    split,
+    jobs: list[tuple[_Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    block_bytes: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans in row blocks of whole pool rows."""
     needed_rows = np.union1d(query_union, pool_union)
 
     def prepare(name: str) -> np.ndarray:
         array = split.features[name]
         if distance == "cosine":
-            array = _normalised(dump.source, name, array, needed_rows)
+            array = normalised(dump.source, name, array, needed_rows)
         return array
 
     cross = prepare(cross_name)
@@ -367,9 +572,9 @@ def _score_split(
     for start in range(0, query_union.size, rows_per_block):
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
-        dist = _distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
+        dist = distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
         if same is not cross:
-            dist_same = _distance_block(same[block_idx], gallery_same, distance, sq_same)
+            dist_same = distance_block(same[block_idx], gallery_same, distance, sq_same)
             same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
             np.copyto(dist, dist_same, where=same_modality)
             del dist_same, same_modality
