@@ -222,7 +222,22 @@ def cli() -> None:
     type=click.IntRange(min=1),
     default=256,
     show_default=True,
-    help="Memory for one block of the distance matrix, in MiB.",
+    help="Memory for one block of the distance matrix, in MiB (in-memory path).",
+)
+@click.option(
+    "--memory-limit",
+    default="50%",
+    show_default=True,
+    help="Memory the scorer may hold: bytes with a unit (e.g. 4G, 512M, 2GiB) or a "
+    "percentage of the memory available now. Dumps whose features exceed half of it are "
+    "read from the file block by block, and galleries whose distance rows do not fit are "
+    "scored in gallery blocks (streamed, exact: docs/scale.md).",
+)
+@click.option(
+    "--gallery-block",
+    type=click.IntRange(min=1),
+    help="Force the streamed path with gallery blocks of N images (default: chosen from "
+    "--memory-limit).",
 )
 def score_command(
     dumps: tuple[str, ...],
@@ -239,6 +254,8 @@ def score_command(
     colocated_rule: str | None,
     rand_perm: str | None,
     block_mb: int,
+    memory_limit: str,
+    gallery_block: int | None,
 ) -> None:
     """Score feature dumps under protocol presets.
 
@@ -248,11 +265,14 @@ def score_command(
     setting that does not apply to a dump, or leaves it no query or gallery, is listed
     with the reason; a setting named explicitly fails instead (exit code 2).
     """
-    from vireid_bench.dump import load_dump
+    from vireid_bench.dump import declared_feature_bytes, load_dump
+    from vireid_bench.memory import parse_memory_limit
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.report import render
-    from vireid_bench.scoring import evaluate
+    from vireid_bench.scoring import MemoryOptions, evaluate
 
+    limit = parse_memory_limit(memory_limit)
+    memory = MemoryOptions(limit=limit, gallery_block=gallery_block)
     presets = resolve_presets(protocol)
     names = [p.strip() for p in protocol.split(",")]
     strict = not any(name == "all" or name.endswith(":all") for name in names)
@@ -270,7 +290,9 @@ def score_command(
     rows = []
     with _one_line_warnings():
         for path in dumps:
-            dump = load_dump(path, feature_sets=[features] if features else [])
+            wanted = [features] if features else []
+            lazy = declared_feature_bytes(path, wanted) > limit // 2
+            dump = load_dump(path, feature_sets=wanted, lazy=lazy)
             convention = None
             if sysu_options:
                 if dump.dataset != "sysu-mm01":
@@ -295,6 +317,7 @@ def score_command(
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
                     convention=convention,
+                    memory=memory,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)

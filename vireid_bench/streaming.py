@@ -85,7 +85,6 @@ def _relation_key(same_cam: bool, same_pid: bool, same_mod: bool) -> int:
     return (4 if same_cam else 0) + (2 if same_pid else 0) + (1 if same_mod else 0)
 
 
-@njit(cache=True, parallel=True)
 def _collect_true_matches(
     rows, q_uid, q_pid, q_cam, q_mod, by_pid_pos, by_pid_pid, g_uid, g_cam, g_mod, excluded,
     union_cols, row_group, group_row0, group_col0, group_off, group_cols, table,
@@ -144,7 +143,6 @@ def _collect_true_matches(
     return start, pos_d, pos_j
 
 
-@njit(cache=True, parallel=True)
 def _count_block(
     dist,
     q_rows,
@@ -234,7 +232,6 @@ def _popcount(x):
     return count
 
 
-@njit(cache=True, parallel=True)
 def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, inp, n_pos, n_gal):
     """Turn the carried counters into first-hit rank, AP, INP, true matches, gallery size."""
     m = start.shape[0] - 1
@@ -265,6 +262,25 @@ def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, i
             for w in range(id_bits.shape[1]):
                 distinct += _popcount(id_bits[i, w])
             first_rank[i] = distinct + 1
+
+
+PARALLEL_MIN_WORK = 2_000_000
+"""Below this many (query, image) steps a kernel runs on one thread: starting the thread
+pool costs more than it saves, and far more on a machine loaded by other work."""
+
+
+def _compiled(function):
+    """Return (serial, parallel) Numba compilations of a kernel written with ``prange``."""
+    return njit(cache=True)(function), njit(cache=True, parallel=True)(function)
+
+
+_COLLECT = _compiled(_collect_true_matches)
+_COUNT = _compiled(_count_block)
+_FINISH = _compiled(_finish)
+
+
+def _pick(variants, work: int):
+    return variants[1] if work >= PARALLEL_MIN_WORK else variants[0]
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -396,7 +412,7 @@ def score_streamed(
                 if lo == hi:
                     continue
                 block_pos = state.cols_order[lo:hi]
-                _count_block(
+                _pick(_COUNT, block["rows"].size * block_pos.size)(
                     dist,
                     block["rows"],
                     block["q_uid"],
@@ -540,7 +556,8 @@ def _start_block(
     q_pid = job.pid[query_idx].astype(np.int64)
     q_cam = job.cam_keys[query_idx].astype(np.int64)
     q_mod = job.modality[query_idx].astype(np.int64)
-    start, pos_d, pos_j = _collect_true_matches(
+    work = selected.size * max(1, state.by_pid_pos.size // max(1, state.n_ids))
+    start, pos_d, pos_j = _pick(_COLLECT, work)(
         rows, q_uid, q_pid, q_cam, q_mod, state.by_pid_pos, state.by_pid_pid, state.g_uid,
         state.g_cam, state.g_mod, state.excluded, state.union_cols, table.row_group,
         table.row0, table.col0, table.off, table.cols, table.values,
@@ -572,7 +589,7 @@ def _finish_block(block: dict[str, object]) -> None:
     inp = np.empty(m)
     n_pos = np.zeros(m, dtype=np.int64)
     n_gal = np.zeros(m, dtype=np.int64)
-    _finish(
+    _pick(_FINISH, block["neg_before"].size)(
         block["start"],
         block["neg_before"],
         block["n_other"],
