@@ -228,7 +228,7 @@ def test_parse_memory_limit(text, expected):
     assert parse_memory_limit(text) == expected
 
 
-@pytest.mark.parametrize("text", ["3X", "", "-1G", "0%", "150%", "1K"])
+@pytest.mark.parametrize("text", ["3X", "", "-1G", "0%", "150%", "60KiB"])
 def test_parse_memory_limit_refuses(text):
     with pytest.raises(VireidBenchError, match="--memory-limit"):
         parse_memory_limit(text)
@@ -240,12 +240,12 @@ def test_parse_memory_limit_percentage_of_available():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_cli_memory_limit_streams_with_identical_output(tmp_path):
-    # 3,000 images: 32 whole rows x 3 matrices need 1.1 MiB, more than the limit
-    path = write_random_dump(tmp_path / "d.h5", 11, 3000, "cosine", two_sets=True)
+    # 800 images, two sets: in memory they need 3 x 102 KB resident, more than the limit
+    path = write_random_dump(tmp_path / "d.h5", 11, 800, "cosine", two_sets=True)
     runner = CliRunner()
     default = runner.invoke(cli, ["score", str(path), "-p", "all", "-f", "json"])
     assert default.exit_code == 0, default.output
-    for extra in (["--memory-limit", "1MiB"], ["--gallery-block", "37"]):
+    for extra in (["--memory-limit", "200K"], ["--gallery-block", "37"]):
         streamed = runner.invoke(cli, ["score", str(path), "-p", "all", "-f", "json", *extra])
         assert streamed.exit_code == 0, streamed.output
         assert json.loads(streamed.stdout) == json.loads(default.stdout)

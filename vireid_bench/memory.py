@@ -22,6 +22,8 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
+MINIMUM = 64 * 1024
+"""The smallest limit accepted (it only makes sense for tests and tiny dumps)."""
 FALLBACK_AVAILABLE = 4 * 1024**3
 """Assumed available memory where the system does not say (not Linux, no sysconf)."""
 
@@ -41,7 +43,7 @@ def parse_memory_limit(text: str) -> int:
     available now (``50%``).
 
     Raises:
-        VireidBenchError: one line naming the option, for anything else or a value below 1 MiB.
+        VireidBenchError: one line naming the option, for anything else or a value below 64 KiB.
     """
     value = text.strip().lower()
     percent = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", value)
@@ -57,6 +59,6 @@ def parse_memory_limit(text: str) -> int:
                 f"--memory-limit: cannot read {text!r} (examples: 4G, 512MiB, 50%)"
             )
         limit = int(float(match.group(1)) * _UNITS[match.group(2)])
-    if limit < 1024**2:
-        raise VireidBenchError(f"--memory-limit: {text!r} is below the 1 MiB minimum")
+    if limit < MINIMUM:
+        raise VireidBenchError(f"--memory-limit: {text!r} is below the 64 KiB minimum")
     return limit

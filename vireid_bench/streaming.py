@@ -264,6 +264,52 @@ def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, i
             first_rank[i] = distinct + 1
 
 
+def _pair_table(
+    q_cross, q_same, g_cross, g_same, q_mod, g_mod, row0, col0, off, where, use_same, euclidean
+):
+    """Distances of each identity's block rows to its pool images (float32, row-major).
+
+    For identity ``g``: rows ``row0[g]:row0[g+1]`` of the query features against gallery
+    feature rows ``where[col0[g]:col0[g+1]]``; same-modality pairs use the ``*_same``
+    features when ``use_same``. The formulas are those of the distance blocks (cosine
+    ``1 - q.g`` on normalised rows; Euclidean ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``),
+    accumulated in float32.
+    """
+    n_groups = row0.shape[0] - 1
+    values = np.empty(off[n_groups], dtype=np.float32)
+    dim_c = q_cross.shape[1]
+    dim_s = q_same.shape[1]
+    for g in prange(n_groups):
+        width = col0[g + 1] - col0[g]
+        for r in range(row0[g], row0[g + 1]):
+            base = off[g] + (r - row0[g]) * width
+            for c in range(width):
+                k = where[col0[g] + c]
+                same = use_same and q_mod[r] == g_mod[col0[g] + c]
+                if same:
+                    a = q_same[r]
+                    b = g_same[k]
+                    dim = dim_s
+                else:
+                    a = q_cross[r]
+                    b = g_cross[k]
+                    dim = dim_c
+                dot = np.float32(0.0)
+                aa = np.float32(0.0)
+                bb = np.float32(0.0)
+                for t in range(dim):
+                    dot += a[t] * b[t]
+                    if euclidean:
+                        aa += a[t] * a[t]
+                        bb += b[t] * b[t]
+                if euclidean:
+                    v = (np.float32(-2.0) * dot + aa) + bb
+                    values[base + c] = np.sqrt(max(v, np.float32(0.0)))
+                else:
+                    values[base + c] = np.float32(1.0) - dot
+    return values
+
+
 PARALLEL_MIN_WORK = 2_000_000
 """Below this many (query, image) steps a kernel runs on one thread: starting the thread
 pool costs more than it saves, and far more on a machine loaded by other work."""
@@ -277,6 +323,7 @@ def _compiled(function):
 _COLLECT = _compiled(_collect_true_matches)
 _COUNT = _compiled(_count_block)
 _FINISH = _compiled(_finish)
+_TABLE = _compiled(_pair_table)
 
 
 def _pick(variants, work: int):
@@ -383,7 +430,7 @@ def score_streamed(
         block_mod = modality[block_idx]
         table = _true_match_table(
             pid[block_idx], q_cross, q_same, block_mod, pool_union, pool_by_pid,
-            pool_pid_sorted, modality, read_cross, read_same, distance, distance_block,
+            pool_pid_sorted, modality, read_cross, read_same, distance,
         )
         active = []
         for state in states:
@@ -479,13 +526,12 @@ def _true_match_table(
     read_cross: RowReader,
     read_same: RowReader | None,
     distance: str,
-    distance_block: Callable[..., np.ndarray],
 ) -> _TrueMatchTable:
     """Compute, identity by identity, the distances a block's true matches can take.
 
     One small distance block per person id in the query block (its queries x the pool
-    images with that id), so the cost is the sum of ``queries x images`` per identity, not
-    a second pass over the gallery.
+    images with that id, :func:`_pair_table`), so the cost is the sum of
+    ``queries x images`` per identity, not a second pass over the gallery.
     """
     change = np.flatnonzero(np.diff(block_pid)) + 1
     row0 = np.concatenate([[0], change, [block_pid.size]]).astype(np.int64)
@@ -500,27 +546,26 @@ def _true_match_table(
     ).astype(np.int64)
     sizes = np.diff(row0) * np.diff(col0)
     off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    values = np.empty(int(off[-1]), dtype=np.float32)
+    values = np.empty(0, dtype=np.float32)
     if cols.size:
         needed, where = np.unique(cols, return_inverse=True)
         g_cross = read_cross(pool_union[needed])
-        g_same = None if read_same is None else read_same(pool_union[needed])
-        for g in range(ids.size):
-            if sizes[g] == 0:
-                continue
-            rows = slice(row0[g], row0[g + 1])
-            local = where[col0[g] : col0[g + 1]]
-            block = _mixed_pairs(
-                q_cross[rows],
-                None if q_same is None else q_same[rows],
-                block_mod[rows],
-                g_cross[local],
-                None if g_same is None else g_same[local],
-                modality[pool_union[cols[col0[g] : col0[g + 1]]]],
-                distance,
-                distance_block,
-            )
-            values[off[g] : off[g + 1]] = block.reshape(-1)
+        use_same = q_same is not None and read_same is not None
+        g_same = read_same(pool_union[needed]) if use_same else g_cross
+        values = _pick(_TABLE, int(off[-1]) * q_cross.shape[1])(
+            q_cross,
+            q_same if use_same else q_cross,
+            g_cross,
+            g_same,
+            block_mod.astype(np.int64),
+            modality[pool_union[cols]].astype(np.int64),
+            row0,
+            col0,
+            off,
+            where.astype(np.int64).reshape(-1),
+            use_same,
+            distance == "euclidean",
+        )
     row_group = np.repeat(np.arange(ids.size, dtype=np.int64), np.diff(row0))
     return _TrueMatchTable(row_group, row0, col0, off, cols, values)
 
