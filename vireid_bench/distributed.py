@@ -147,31 +147,37 @@ def dask_client(scheduler: Scheduler) -> Iterator[Client]:
         DistributedError: dask is not installed, or the scheduler cannot be reached.
     """
     distributed = import_distributed()
-    cluster = None
-    try:
-        if scheduler.address is None:
-            cluster = distributed.LocalCluster(
-                n_workers=scheduler.workers,
-                threads_per_worker=1,
-                processes=scheduler.processes,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            client = distributed.Client(cluster, timeout=scheduler.timeout)
-        else:
-            client = distributed.Client(scheduler.address, timeout=scheduler.timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
-        if cluster is not None:
-            cluster.close()
-        where = scheduler.address or "a LocalCluster"
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DistributedError(f"cannot reach the Dask scheduler at {where}: {reason}") from exc
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with warnings.catch_warnings():
+        # Dask's own start/stop chatter (unclosed sockets, port notices) is not the user's
+        # business; the toolkit's warnings (replayed from the workers) still show.
+        warnings.simplefilter("ignore", ResourceWarning)
+        warnings.filterwarnings("ignore", module=r"distributed(\.|$)")
+        cluster = None
+        try:
+            if scheduler.address is None:
+                cluster = distributed.LocalCluster(
+                    n_workers=scheduler.workers,
+                    threads_per_worker=1,
+                    processes=scheduler.processes,
+                    dashboard_address=None,
+                    scheduler_kwargs={"dashboard": False},
+                    silence_logs=logging.ERROR,
+                )
+                client = distributed.Client(cluster, timeout=scheduler.timeout)
+            else:
+                client = distributed.Client(scheduler.address, timeout=scheduler.timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            if cluster is not None:
+                cluster.close()
+            where = scheduler.address or "a LocalCluster"
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DistributedError(f"cannot reach the Dask scheduler at {where}: {reason}") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def evaluate_on_dask(
