@@ -199,13 +199,18 @@ def evaluate_on_dask(
     }
     setups: dict[int, EvaluationSetup] = {}
     pools: dict[int, dict[int, Any]] = {}
+    pending_warnings: dict[int, list[tuple[type[Warning], str]]] = {}
+    replayed = 0
     batches: dict[int, list[tuple[list[Shard], Any]]] = {}
     try:
         for future in distributed.as_completed(plan_futures):
             index = plan_futures[future]
             setup, caught = future.result()
-            for category, message in caught:
-                warnings.warn(message, category, stacklevel=2)
+            pending_warnings[index] = caught
+            while replayed in pending_warnings:  # replay in request order, as in-process
+                for category, message in pending_warnings.pop(replayed):
+                    warnings.warn(message, category, stacklevel=2)
+                replayed += 1
             request = requests[index]
             setups[index] = setup
             pools[index] = split_pools(setup.tasks)
