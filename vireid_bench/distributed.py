@@ -190,7 +190,8 @@ def evaluate_on_dask(
 
     One planning task per dump; as each plan arrives, its shards (``block_queries`` queries
     of one trial at most, grouped by trial and block) are submitted, so the cluster works on
-    every dump at once. Warnings raised while planning are replayed here.
+    every dump at once. Warnings raised while planning are replayed here, dump by dump in
+    request order just before that dump's aggregation (the in-process order).
     """
     distributed = import_distributed()
     plan_futures = {
@@ -200,17 +201,12 @@ def evaluate_on_dask(
     setups: dict[int, EvaluationSetup] = {}
     pools: dict[int, dict[int, Any]] = {}
     pending_warnings: dict[int, list[tuple[type[Warning], str]]] = {}
-    replayed = 0
     batches: dict[int, list[tuple[list[Shard], Any]]] = {}
     try:
         for future in distributed.as_completed(plan_futures):
             index = plan_futures[future]
             setup, caught = future.result()
             pending_warnings[index] = caught
-            while replayed in pending_warnings:  # replay in request order, as in-process
-                for category, message in pending_warnings.pop(replayed):
-                    warnings.warn(message, category, stacklevel=2)
-                replayed += 1
             request = requests[index]
             setups[index] = setup
             pools[index] = split_pools(setup.tasks)
@@ -243,6 +239,9 @@ def evaluate_on_dask(
                     shards_all.append(shard)
                     scores_all.append(piece)
             merge_shards(setup, shards_all, scores_all)
+            # the planning warnings, then aggregation's: the order in-process scoring gives
+            for category, message in pending_warnings.pop(index):
+                warnings.warn(message, category, stacklevel=2)
             evaluations.append(aggregate(setup))
         return evaluations
     finally:
