@@ -14,11 +14,18 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from vireid_bench.scheduler import scheduler_from_options, scheduler_options
 from vireid_bench.synth import SynthStrengths
+
+if TYPE_CHECKING:
+    from vireid_bench.dump import FeatureDump
+    from vireid_bench.gallery import Convention
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -239,6 +246,7 @@ def cli() -> None:
     help="Force the streamed path with gallery blocks of N images (default: chosen from "
     "--memory-limit).",
 )
+@scheduler_options
 def score_command(
     dumps: tuple[str, ...],
     protocol: str,
@@ -256,6 +264,11 @@ def score_command(
     block_mb: int,
     memory_limit: str,
     gallery_block: int | None,
+    scheduler: str,
+    scheduler_address: str | None,
+    dask_workers: int,
+    dask_block_queries: int,
+    dask_timeout: float,
 ) -> None:
     """Score feature dumps under protocol presets.
 
@@ -264,7 +277,9 @@ def score_command(
     no true match in their gallery (those count in no average). With '--protocol all' a
     setting that does not apply to a dump, or leaves it no query or gallery, is listed
     with the reason; a setting named explicitly fails instead (exit code 2).
+    '--scheduler dask' scores on a Dask cluster (same numbers; docs/scale.md).
     """
+    from vireid_bench.distributed import ScoreRequest, evaluate_requests
     from vireid_bench.dump import declared_feature_bytes, load_dump
     from vireid_bench.memory import parse_memory_limit
     from vireid_bench.protocol import resolve_presets
@@ -287,40 +302,63 @@ def score_command(
         if value is not None
     }
     modalities = None if query_modality == "both" else [query_modality]
+    options = {
+        "features": features,
+        "distance": distance,
+        "cmc": cmc,
+        "trials": trials,
+        "query_modalities": modalities,
+        "strict": strict,
+    }
+    factory = partial(_sysu_convention, sysu_options) if sysu_options else None
+    chosen = scheduler_from_options(
+        scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
+    )
     rows = []
     with _one_line_warnings():
-        for path in dumps:
+        if chosen.kind == "dask":
+            requests = [
+                ScoreRequest(path, tuple(presets), options, factory, block_mb * 1024**2)
+                for path in dumps
+            ]
+            for evaluation in evaluate_requests(requests, chosen):
+                rows.extend(evaluation.rows)
+        for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
             lazy = declared_feature_bytes(path, wanted) > limit // 2
             dump = load_dump(path, feature_sets=wanted, lazy=lazy)
-            convention = None
-            if sysu_options:
-                if dump.dataset != "sysu-mm01":
-                    raise InputError(
-                        f"{path}: dataset: --sampler/--shots/--colocated-rule/--rand-perm "
-                        f"apply to sysu-mm01 dumps, not {dump.dataset!r}"
-                    )
-                from vireid_bench.datasets.sysu import SYSUConvention
-
-                convention = SYSUConvention(**sysu_options)
             total = sum(split.n_images for split in dump.splits)
             with _progress(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
                     dump,
                     presets,
-                    features=features,
-                    distance=distance,
-                    cmc=cmc,
-                    trials=trials,
-                    query_modalities=modalities,
-                    strict=strict,
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
-                    convention=convention,
+                    convention=factory(dump) if factory else None,
+                    **options,
                     memory=memory,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)
+
+
+def _sysu_convention(options: dict[str, object], dump: FeatureDump) -> Convention:
+    """The SYSU-MM01 convention with the score command's options (picklable with partial).
+
+    Raises:
+        DumpError: the dump is not a SYSU-MM01 dump.
+    """
+    from vireid_bench.datasets.sysu import SYSUConvention
+    from vireid_bench.errors import DumpError
+
+    if dump.dataset != "sysu-mm01":
+        raise DumpError(
+            dump.source,
+            "dataset",
+            "--sampler/--shots/--colocated-rule/--rand-perm apply to sysu-mm01 dumps, "
+            f"not {dump.dataset!r}",
+        )
+    return SYSUConvention(**options)
 
 
 @cli.command("protocols")

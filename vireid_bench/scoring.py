@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -171,6 +171,355 @@ def _feature_names(dump: FeatureDump, features: str | None) -> tuple[str, str]:
     return features, features
 
 
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How much memory scoring may use, and whether to stream over gallery blocks.
+
+    Attributes:
+        limit: bytes the scorer may hold for features, distance blocks and state; None
+            means no limit (row blocks of ``block_bytes``, the in-memory path).
+        gallery_block, query_block: force the streamed path with these block sizes
+            (columns, rows); None lets ``limit`` decide.
+    """
+
+    limit: int | None = None
+    gallery_block: int | None = None
+    query_block: int | None = None
+
+
+MIN_ROWS_PER_BLOCK = 32
+"""The in-memory path needs at least this many whole pool rows per block (one kernel chunk);
+below that the split is streamed over gallery blocks."""
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What phase (b) needs besides the dump and the tasks (picklable, no features).
+
+    Attributes:
+        source: the dump's file (as given to :func:`~vireid_bench.dump.load_dump`).
+        cross_name, same_name: the feature sets for cross- and same-modality pairs.
+        distance: ``"cosine"`` or ``"euclidean"``.
+        convention: the dataset convention (camera keys).
+    """
+
+    source: str
+    cross_name: str
+    same_name: str
+    distance: str
+    convention: Convention
+
+    @property
+    def feature_sets(self) -> list[str]:
+        """The feature sets a worker has to load to score with this context."""
+        return list(dict.fromkeys((self.cross_name, self.same_name)))
+
+
+@dataclass
+class EvaluationSetup:
+    """Phase (a) of :func:`evaluate`: the work to do and the rows already decided.
+
+    Attributes:
+        presets: the presets as requested (they order the rows).
+        base: the fields every row of this dump shares (dump, dataset, model...).
+        tasks: one per (preset, variant, query modality) to score; ``scores`` empty until
+            phase (b) fills them (:func:`score_tasks` or :func:`merge_shards`).
+        skipped: rows of settings skipped while planning (status says why).
+        context: what scoring needs besides the dump.
+        strict: raise instead of skipping (see :func:`evaluate`).
+    """
+
+    presets: tuple[Preset, ...]
+    base: dict[str, object]
+    tasks: list[_Task]
+    skipped: list[dict[str, object]]
+    context: ScoringContext
+    strict: bool
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of scoring work: queries ``[start, stop)`` of one plan of one task.
+
+    ``task`` indexes :attr:`EvaluationSetup.tasks`, ``plan`` that task's ``plans``;
+    ``start``/``stop`` are positions in the plan's ``query_idx`` (not image indices).
+    """
+
+    task: int
+    plan: int
+    start: int
+    stop: int
+
+
+def _skip(
+    setup_source: str,
+    base: dict[str, object],
+    strict: bool,
+    preset: Preset,
+    variant: str,
+    modality: int,
+    status: str,
+) -> dict[str, object]:
+    """Raise (strict) or warn about a skipped setting; return its row."""
+    if strict:
+        raise EmptyEvaluationError(
+            f"{setup_source}: protocol {preset.name!r} ({MODALITY_NAMES[modality]} query): "
+            f"{status}"
+        )
+    warnings.warn(
+        f"{os.path.basename(setup_source)}: {preset.name} "
+        f"({MODALITY_NAMES[modality]} query): {status}; skipped",
+        stacklevel=4,
+    )
+    return _row(base, preset, variant, modality, status, None)
+
+
+def plan_evaluation(
+    dump: FeatureDump,
+    presets: Sequence[Preset],
+    *,
+    features: str | None = None,
+    distance: str = "cosine",
+    cmc: str | None = None,
+    trials: int | None = None,
+    query_modalities: Iterable[str] | None = None,
+    strict: bool = False,
+    convention: Convention | None = None,
+) -> EvaluationSetup:
+    """Phase (a) of :func:`evaluate`: validate the options and build the tasks.
+
+    Touches no feature values. Settings that do not apply or have no query become
+    ``skipped`` rows (with a warning), or raise with ``strict``; the arguments mean what
+    they mean for :func:`evaluate`.
+    """
+    if distance not in DISTANCES:
+        raise ProtocolError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
+    if cmc is not None and cmc not in ("image", "identity"):
+        raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
+    convention = convention or get_convention(dump.dataset)
+    if dump.protocol_version not in (None, PROTOCOL_VERSION):
+        warnings.warn(
+            f"{os.path.basename(dump.source)}: dump built for protocol version "
+            f"{dump.protocol_version}, scored with protocol version {PROTOCOL_VERSION}",
+            stacklevel=3,
+        )
+    cross_name, same_name = _feature_names(dump, features)
+    wanted_modalities = None
+    if query_modalities is not None:
+        wanted_modalities = set(query_modalities)
+        unknown = wanted_modalities - set(MODALITY_CODES)
+        if unknown:
+            raise ProtocolError(f"unknown query modality {sorted(unknown)[0]!r}")
+
+    skipped: list[dict[str, object]] = []
+    tasks: list[_Task] = []
+    base = {
+        "dump": os.path.basename(dump.source),
+        "dataset": dump.dataset,
+        "model": dump.model,
+        "features": cross_name if cross_name == same_name else f"{cross_name}/{same_name}",
+        "distance": distance,
+    }
+
+    def skip(preset: Preset, variant: str, modality: int, status: str) -> None:
+        skipped.append(_skip(dump.source, base, strict, preset, variant, modality, status))
+
+    for preset in presets:
+        # the setting as the dataset's community code applies it (same name, maybe other rule)
+        preset = convention.adapt_preset(preset)
+        preset_cmc = cmc or (convention.default_cmc if preset.cmc == "dataset" else preset.cmc)
+        for variant in convention.variants(preset):
+            for modality_name in preset.query_modalities:
+                if wanted_modalities is not None and modality_name not in wanted_modalities:
+                    continue
+                modality = MODALITY_CODES[modality_name]
+                reason = convention.not_applicable(dump, preset, modality)
+                if reason is not None:
+                    skip(preset, variant, modality, f"not applicable: {reason}")
+                    continue
+                plans = convention.plans(dump, preset, variant, modality, trials)
+                if not plans or all(p.query_idx.size == 0 for p in plans):
+                    skip(preset, variant, modality, f"no {modality_name} query in the dump")
+                    continue
+                tasks.append(_Task(preset, variant, modality, preset_cmc, plans))
+    context = ScoringContext(dump.source, cross_name, same_name, distance, convention)
+    return EvaluationSetup(tuple(presets), base, tasks, skipped, context, strict)
+
+
+def score_tasks(
+    dump: FeatureDump,
+    tasks: list[_Task],
+    context: ScoringContext,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: ProgressCallback | None = None,
+    memory: MemoryOptions | None = None,
+) -> None:
+    """Phase (b) of :func:`evaluate`: append each plan's :class:`PlanScores` to its task.
+
+    Every split of ``dump`` is scored in turn; within a task, scores are appended in the
+    order of its plans that share a split (the plans' order when they have one split).
+    """
+    for split_index in range(len(dump.splits)):
+        _score_split(
+            dump,
+            split_index,
+            tasks,
+            context.cross_name,
+            context.same_name,
+            context.distance,
+            context.convention,
+            block_bytes,
+            progress,
+            memory,
+        )
+
+
+def make_shards(setup: EvaluationSetup, block_queries: int | None = None) -> list[Shard]:
+    """Cut every plan of ``setup`` into query blocks of at most ``block_queries`` queries.
+
+    ``None`` gives one shard per plan. The shards cover every query of every plan exactly
+    once, in task, plan and query order.
+    """
+    if block_queries is not None and block_queries < 1:
+        raise ValueError(f"block_queries must be at least 1, got {block_queries}")
+    shards = []
+    for t, task in enumerate(setup.tasks):
+        for p, plan in enumerate(task.plans):
+            n = int(plan.query_idx.size)
+            step = n if block_queries is None else block_queries
+            for start in range(0, n, max(step, 1)):
+                shards.append(Shard(t, p, start, min(start + step, n)))
+            if n == 0:
+                shards.append(Shard(t, p, 0, 0))
+    return shards
+
+
+def split_pools(tasks: Sequence[_Task]) -> dict[int, np.ndarray]:
+    """Per split, the union of every plan's gallery pool (the columns in-process scoring uses)."""
+    pools: dict[int, list[np.ndarray]] = {}
+    for task in tasks:
+        for plan in task.plans:
+            pools.setdefault(plan.split, []).append(plan.pool_idx)
+    return {split: np.unique(np.concatenate(arrays)) for split, arrays in pools.items()}
+
+
+def restrict_tasks(
+    tasks: Sequence[_Task],
+    shards: Sequence[Shard],
+    pools: Mapping[int, np.ndarray] | None = None,
+) -> list[_Task]:
+    """Return one task per shard whose only plan is the shard's plan with its queries sliced.
+
+    Scoring the returned tasks (:func:`score_restricted`) scores exactly those queries,
+    each against its plan's whole gallery pool. With ``pools`` (:func:`split_pools` of every
+    task), one query-less task per split the shards touch is appended, whose pool is the
+    split's whole pool: the distance blocks then have the same gallery columns as in-process
+    scoring (BLAS results may depend on the matrix shape), so only the query rows per block
+    differ, as they do in-process with another ``block_bytes``.
+    """
+    restricted = []
+    for shard in shards:
+        task = tasks[shard.task]
+        plan = task.plans[shard.plan]
+        sliced = replace(plan, query_idx=plan.query_idx[shard.start : shard.stop])
+        restricted.append(_Task(task.preset, task.variant, task.query_modality, task.cmc, [sliced]))
+    if pools is not None:
+        for split in sorted({tasks[s.task].plans[s.plan].split for s in shards}):
+            task = tasks[shards[0].task]
+            plan = EvaluationPlan(split, -1, np.empty(0, dtype=np.int64), pools[split])
+            restricted.append(
+                _Task(task.preset, task.variant, task.query_modality, task.cmc, [plan])
+            )
+    return restricted
+
+
+def score_restricted(
+    dump: FeatureDump,
+    restricted: list[_Task],
+    context: ScoringContext,
+    *,
+    count: int | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    memory: MemoryOptions | None = None,
+) -> list[PlanScores]:
+    """Score tasks from :func:`restrict_tasks`; return the first ``count`` tasks' scores.
+
+    ``count`` is the number of shards (default: every task); the query-less pool tasks
+    :func:`restrict_tasks` appends come after them and are not returned.
+    """
+    for task in restricted:
+        task.scores.clear()
+    score_tasks(dump, restricted, context, block_bytes=block_bytes, memory=memory)
+    return [task.scores[0] for task in restricted[:count]]
+
+
+def merge_shards(
+    setup: EvaluationSetup, shards: Sequence[Shard], scores: Sequence[PlanScores]
+) -> None:
+    """Assemble per-shard scores into one :class:`PlanScores` per plan, in plan order.
+
+    ``scores[i]`` are the scores of ``shards[i]`` (any order of shards). Each task's
+    ``scores`` is replaced by its plans' scores, query arrays concatenated in query order,
+    so that :func:`aggregate` gives what in-process scoring gives.
+
+    Raises:
+        ValueError: when the shards do not cover every query of every plan exactly once.
+    """
+    if len(shards) != len(scores):
+        raise ValueError(f"{len(shards)} shard(s) but {len(scores)} result(s)")
+    pieces: dict[tuple[int, int], list[tuple[Shard, PlanScores]]] = {}
+    for shard, piece in zip(shards, scores, strict=True):
+        if piece.first_rank.size != shard.stop - shard.start:
+            raise ValueError(f"{shard}: {piece.first_rank.size} result(s) for its queries")
+        pieces.setdefault((shard.task, shard.plan), []).append((shard, piece))
+    arrays = ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+    for t, task in enumerate(setup.tasks):
+        task.scores = []
+        for p, plan in enumerate(task.plans):
+            parts = sorted(pieces.get((t, p), []), key=lambda item: item[0].start)
+            covered = 0
+            for shard, _ in parts:
+                if shard.start != covered:
+                    raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+                covered = shard.stop
+            if covered != plan.query_idx.size or not parts:
+                raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+            merged = _empty_scores(task, plan)
+            for name in arrays:
+                setattr(merged, name, np.concatenate([getattr(piece, name) for _, piece in parts]))
+            task.scores.append(merged)
+
+
+def aggregate(setup: EvaluationSetup) -> Evaluation:
+    """Phase (c) of :func:`evaluate`: one row per setting from the tasks' scores.
+
+    A task whose every query has an empty gallery or no true match becomes a skipped row
+    (warning, or EmptyEvaluationError with ``strict``). Rows are ordered as the presets.
+    """
+    rows = list(setup.skipped)
+    per_query: list[PlanScores] = []
+    for task in setup.tasks:
+        per_query.extend(task.scores)
+        status = _task_status(task)
+        if status != "ok":
+            rows.append(
+                _skip(
+                    setup.context.source,
+                    setup.base,
+                    setup.strict,
+                    task.preset,
+                    task.variant,
+                    task.query_modality,
+                    status,
+                )
+            )
+            continue
+        rows.append(_row(setup.base, task.preset, task.variant, task.query_modality, "ok", task))
+    rows.sort(key=lambda r: _row_order(setup.presets, r))
+    return Evaluation(rows=rows, per_query=per_query)
+
+
 def evaluate(
     dump: FeatureDump,
     presets: Sequence[Preset],
@@ -187,6 +536,10 @@ def evaluate(
     memory: MemoryOptions | None = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
+
+    Three phases: :func:`plan_evaluation` (tasks and skipped rows), :func:`score_tasks`
+    (per-query scores) and :func:`aggregate` (rows). :mod:`vireid_bench.distributed` runs
+    phase (b) as shards on a Dask cluster instead.
 
     Args:
         dump: a validated dump (:func:`vireid_bench.dump.load_dump`).
@@ -212,91 +565,26 @@ def evaluate(
             gallery, no query with a true match, or does not apply to the dump.
         DumpError: zero-norm features under cosine, unknown feature set.
     """
-    if distance not in DISTANCES:
-        raise ProtocolError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
-    if cmc is not None and cmc not in ("image", "identity"):
-        raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
-    convention = convention or get_convention(dump.dataset)
-    if dump.protocol_version not in (None, PROTOCOL_VERSION):
-        warnings.warn(
-            f"{os.path.basename(dump.source)}: dump built for protocol version "
-            f"{dump.protocol_version}, scored with protocol version {PROTOCOL_VERSION}",
-            stacklevel=2,
-        )
-    cross_name, same_name = _feature_names(dump, features)
-    wanted_modalities = None
-    if query_modalities is not None:
-        wanted_modalities = set(query_modalities)
-        unknown = wanted_modalities - set(MODALITY_CODES)
-        if unknown:
-            raise ProtocolError(f"unknown query modality {sorted(unknown)[0]!r}")
-
-    rows: list[dict[str, object]] = []
-    tasks: list[_Task] = []
-    base = {
-        "dump": os.path.basename(dump.source),
-        "dataset": dump.dataset,
-        "model": dump.model,
-        "features": cross_name if cross_name == same_name else f"{cross_name}/{same_name}",
-        "distance": distance,
-    }
-
-    def skip(preset: Preset, variant: str, modality: int, status: str) -> None:
-        if strict:
-            raise EmptyEvaluationError(
-                f"{dump.source}: protocol {preset.name!r} ({MODALITY_NAMES[modality]} query): "
-                f"{status}"
-            )
-        warnings.warn(
-            f"{os.path.basename(dump.source)}: {preset.name} "
-            f"({MODALITY_NAMES[modality]} query): {status}; skipped",
-            stacklevel=3,
-        )
-        rows.append(_row(base, preset, variant, modality, status, None))
-
-    for preset in presets:
-        # the setting as the dataset's community code applies it (same name, maybe other rule)
-        preset = convention.adapt_preset(preset)
-        preset_cmc = cmc or (convention.default_cmc if preset.cmc == "dataset" else preset.cmc)
-        for variant in convention.variants(preset):
-            for modality_name in preset.query_modalities:
-                if wanted_modalities is not None and modality_name not in wanted_modalities:
-                    continue
-                modality = MODALITY_CODES[modality_name]
-                reason = convention.not_applicable(dump, preset, modality)
-                if reason is not None:
-                    skip(preset, variant, modality, f"not applicable: {reason}")
-                    continue
-                plans = convention.plans(dump, preset, variant, modality, trials)
-                if not plans or all(p.query_idx.size == 0 for p in plans):
-                    skip(preset, variant, modality, f"no {modality_name} query in the dump")
-                    continue
-                tasks.append(_Task(preset, variant, modality, preset_cmc, plans))
-
-    for split_index in range(len(dump.splits)):
-        _score_split(
-            dump,
-            split_index,
-            tasks,
-            cross_name,
-            same_name,
-            distance,
-            convention,
-            block_bytes,
-            progress,
-            memory,
-        )
-
-    per_query: list[PlanScores] = []
-    for task in tasks:
-        per_query.extend(task.scores)
-        status = _task_status(task)
-        if status != "ok":
-            skip(task.preset, task.variant, task.query_modality, status)
-            continue
-        rows.append(_row(base, task.preset, task.variant, task.query_modality, "ok", task))
-    rows.sort(key=lambda r: _row_order(presets, r))
-    return Evaluation(rows=rows, per_query=per_query)
+    setup = plan_evaluation(
+        dump,
+        presets,
+        features=features,
+        distance=distance,
+        cmc=cmc,
+        trials=trials,
+        query_modalities=query_modalities,
+        strict=strict,
+        convention=convention,
+    )
+    score_tasks(
+        dump,
+        setup.tasks,
+        setup.context,
+        block_bytes=block_bytes,
+        progress=progress,
+        memory=memory,
+    )
+    return aggregate(setup)
 
 
 def _row_order(presets: Sequence[Preset], row: dict[str, object]) -> tuple[int, str, int]:
@@ -311,27 +599,6 @@ def _task_status(task: _Task) -> str:
     if all(int((s.n_pos > 0).sum()) == 0 for s in task.scores):
         return "no query has a true match in its gallery"
     return "ok"
-
-
-@dataclass(frozen=True)
-class MemoryOptions:
-    """How much memory scoring may use, and whether to stream over gallery blocks.
-
-    Attributes:
-        limit: bytes the scorer may hold for features, distance blocks and state; None
-            means no limit (row blocks of ``block_bytes``, the in-memory path).
-        gallery_block, query_block: force the streamed path with these block sizes
-            (columns, rows); None lets ``limit`` decide.
-    """
-
-    limit: int | None = None
-    gallery_block: int | None = None
-    query_block: int | None = None
-
-
-MIN_ROWS_PER_BLOCK = 32
-"""The in-memory path needs at least this many whole pool rows per block (one kernel chunk);
-below that the split is streamed over gallery blocks."""
 
 
 def _feature_bytes(split, names: set[str], rows: int | None = None) -> int:
