@@ -170,7 +170,7 @@ def _pair(i, j, shift, ext_d, uidx, ud, ulen, xr, xc, xd):
 
 @njit(cache=True)
 def _in_list(top, row, length, value):
-    for t in range(length):
+    for t in range(length):  # noqa: SIM110 - a loop numba compiles to an early exit
         if top[row, t] == value:
             return True
     return False
@@ -195,15 +195,14 @@ def _kr_prepare(top, lk, kh1, rowmax, shift, ext_d, uidx, ud, ulen, xr, xc, xd, 
     recip = np.empty(length, dtype=np.int64)
     half = np.empty(length, dtype=np.int64)
     missing = 0
-    stamp = 0
     for i in range(m):
+        stamp = i + 1
         n_r = 0
         for t in range(length):
             j = top[i, t]
             if _in_list(top, j, length, i):
                 recip[n_r] = j
                 n_r += 1
-        stamp += 1
         count = 0
         for t in range(n_r):
             mark[recip[t]] = stamp
@@ -381,6 +380,75 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_D = np.empty((0, 0), dtype=np.float64)
 
 
+class KReciprocalJoint:
+    """k-reciprocal re-ranking on one joint set of items (probes and gallery together).
+
+    Neighbour lists, ``R*`` and ``V`` of every item are computed once; :meth:`rerank`
+    then gives the re-ranked rows of any probes, a few at a time.
+
+    Args:
+        fn: base distances (squared Euclidean, >= 0) between items ``0 .. n-1``.
+        n: number of items in the joint set.
+        k1, k2, lambda_value: the method's parameters.
+        max_bytes: budget of one block of pairwise distances.
+    """
+
+    def __init__(
+        self,
+        fn: PairFunction,
+        n: int,
+        *,
+        k1: int = 20,
+        k2: int = 6,
+        lambda_value: float = 0.3,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.fn, self.n, self.k2, self.lambda_value = fn, n, k2, lambda_value
+        self.max_bytes = max_bytes
+        self.top, _, self.rowmax = neighbour_lists(fn, n, max(k1 + 1, k2), max_bytes)
+        lk = min(k1 + 1, n)
+        kh1 = min(half_k(k1) + 1, lk)
+        uidx, ud, ulen = _u_tables(fn, self.top[:, :lk], kh1, max_bytes)
+        self.vidx, self.vval, self.vlen, missing = _kr_prepare(
+            self.top,
+            lk,
+            kh1,
+            self.rowmax,
+            0,
+            np.empty(0),
+            uidx,
+            ud,
+            ulen,
+            _EMPTY_I,
+            _EMPTY_I,
+            _EMPTY_D,
+            _v_width(k1),
+        )
+        _check_missing(missing)
+
+    def rerank(self, probes: np.ndarray) -> np.ndarray:
+        """Return float64 [len(probes), n]: ``(1 - lambda) * jaccard + lambda * D``.
+
+        ``D`` is the row-normalised base distance; a probe's own column is meaningless.
+        """
+        probes = np.asarray(probes, dtype=np.int64)
+        n = self.n
+        out = np.empty((probes.size, n), dtype=np.float64)
+        step = _rows_per_block(n, self.max_bytes)
+        cols = np.arange(n)
+        for start in range(0, probes.size, step):
+            chunk = probes[start : start + step]
+            jac = np.empty((chunk.size, n), dtype=np.float64)
+            _kr_jaccard(self.top, self.k2, self.vidx, self.vval, self.vlen, chunk, jac)
+            base = np.asarray(self.fn(chunk, cols), dtype=np.float64)
+            base[np.arange(chunk.size), chunk] = 0.0
+            scale = self.rowmax[chunk][:, None]
+            normalised = np.divide(base, scale, out=np.zeros_like(base), where=scale > 0)
+            lam = self.lambda_value
+            out[start : start + chunk.size] = (1.0 - lam) * jac + lam * normalised
+        return out
+
+
 def k_reciprocal_joint(
     fn: PairFunction,
     n: int,
@@ -393,40 +461,14 @@ def k_reciprocal_joint(
 ) -> np.ndarray:
     """k-reciprocal re-ranking of ``probes`` against every item of one joint set.
 
-    Args:
-        fn: base distances (squared Euclidean) between items ``0 .. n-1``.
-        n: number of items in the joint set (probes and gallery together).
-        probes: item numbers whose re-ranked rows are wanted.
-        k1, k2, lambda_value: the method's parameters.
-        max_bytes: budget of one block of pairwise distances.
+    The community ``re_ranking`` with the probes and the gallery as one set of ``n``
+    items; see :class:`KReciprocalJoint` (this is its one-call form).
 
     Returns:
-        float64 [len(probes), n]: ``(1 - lambda) * jaccard + lambda * D`` (normalised);
-        the probe's own column is meaningless.
+        float64 [len(probes), n]; the probe's own column is meaningless.
     """
-    probes = np.asarray(probes, dtype=np.int64)
-    top, _, rowmax = neighbour_lists(fn, n, max(k1 + 1, k2), max_bytes)
-    lk = min(k1 + 1, n)
-    kh1 = min(half_k(k1) + 1, lk)
-    uidx, ud, ulen = _u_tables(fn, top[:, :lk], kh1, max_bytes)
-    vidx, vval, vlen, missing = _kr_prepare(
-        top, lk, kh1, rowmax, 0, np.empty(0), uidx, ud, ulen, _EMPTY_I, _EMPTY_I, _EMPTY_D,
-        _v_width(k1),
-    )
-    _check_missing(missing)
-    out = np.empty((probes.size, n), dtype=np.float64)
-    step = _rows_per_block(n, max_bytes)
-    cols = np.arange(n)
-    for start in range(0, probes.size, step):
-        chunk = probes[start : start + step]
-        jac = np.empty((chunk.size, n), dtype=np.float64)
-        _kr_jaccard(top, k2, vidx, vval, vlen, chunk, jac)
-        base = np.asarray(fn(chunk, cols), dtype=np.float64)
-        base[np.arange(chunk.size), chunk] = 0.0
-        scale = rowmax[chunk][:, None]
-        normalised = np.divide(base, scale, out=np.zeros_like(base), where=scale > 0)
-        out[start : start + chunk.size] = (1.0 - lambda_value) * jac + lambda_value * normalised
-    return out
+    joint = KReciprocalJoint(fn, n, k1=k1, k2=k2, lambda_value=lambda_value, max_bytes=max_bytes)
+    return joint.rerank(probes)
 
 
 class KReciprocalGallery:
@@ -494,7 +536,18 @@ class KReciprocalGallery:
         if xd.size:
             xd[xr[:, None] == xc[None, :]] = 0.0
         vidx, vval, vlen, missing = _kr_prepare(
-            top, self.lk, self.kh1, rowmax, 1, dq, self.uidx, self.ud, self.ulen, xr, xc, xd,
+            top,
+            self.lk,
+            self.kh1,
+            rowmax,
+            1,
+            dq,
+            self.uidx,
+            self.ud,
+            self.ulen,
+            xr,
+            xc,
+            xd,
             _v_width(self.k1),
         )
         _check_missing(missing)

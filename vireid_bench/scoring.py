@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +142,11 @@ def _distance_block(
     return product
 
 
+# Public names for the re-ranking scorer (vireid_bench.rerank_scoring).
+normalised = _normalised
+distance_block = _distance_block
+
+
 def _feature_names(dump: FeatureDump, features: str | None) -> tuple[str, str]:
     if features is None:
         return dump.cross_features, dump.same_features
@@ -167,6 +172,8 @@ def evaluate(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: ProgressCallback | None = None,
     convention: Convention | None = None,
+    rerank: str | None = None,
+    rerank_params: Mapping[str, object] | None = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -183,6 +190,11 @@ def evaluate(
         block_bytes: memory budget of one distance block.
         progress: called with the number of query rows done after each block.
         convention: override the dataset convention (default: by ``dump.dataset``).
+        rerank: ``"k-reciprocal"`` or ``"aim"`` to re-rank each query's gallery after
+            exclusion (docs/rerank.md); the rows' ``distance`` then names the method and
+            its parameters.
+        rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
+            the method's defaults.
 
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
@@ -196,6 +208,10 @@ def evaluate(
         raise ProtocolError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
     if cmc is not None and cmc not in ("image", "identity"):
         raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
+    if rerank:
+        from vireid_bench import rerank_scoring
+
+        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
     convention = convention or get_convention(dump.dataset)
     if dump.protocol_version not in (None, PROTOCOL_VERSION):
         warnings.warn(
@@ -254,17 +270,32 @@ def evaluate(
                 tasks.append(_Task(preset, variant, modality, preset_cmc, plans))
 
     for split_index in range(len(dump.splits)):
-        _score_split(
-            dump,
-            split_index,
-            tasks,
-            cross_name,
-            same_name,
-            distance,
-            convention,
-            block_bytes,
-            progress,
-        )
+        if rerank:
+            rerank_scoring.score_split_reranked(
+                dump,
+                split_index,
+                tasks,
+                cross_name,
+                same_name,
+                distance,
+                convention,
+                block_bytes,
+                progress,
+                rerank,
+                rerank_params,
+            )
+        else:
+            _score_split(
+                dump,
+                split_index,
+                tasks,
+                cross_name,
+                same_name,
+                distance,
+                convention,
+                block_bytes,
+                progress,
+            )
 
     per_query: list[PlanScores] = []
     for task in tasks:
@@ -274,6 +305,8 @@ def evaluate(
             skip(task.preset, task.variant, task.query_modality, status)
             continue
         rows.append(_row(base, task.preset, task.variant, task.query_modality, "ok", task))
+    if rerank:
+        rerank_scoring.label_rows(rows, rerank, rerank_params)
     rows.sort(key=lambda r: _row_order(presets, r))
     return Evaluation(rows=rows, per_query=per_query)
 
