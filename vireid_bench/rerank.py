@@ -191,9 +191,18 @@ def _kr_prepare(top, lk, kh1, rowmax, shift, ext_d, uidx, ud, ulen, xr, xc, xd, 
     vidx = np.empty((m, width), dtype=np.int64)
     vval = np.empty((m, width), dtype=np.float64)
     vlen = np.zeros(m, dtype=np.int64)
-    mark = np.zeros(m, dtype=np.int64)
+    # every item's half-size reciprocal set, once
+    half = np.empty((m, kh1), dtype=np.int64)
+    n_half = np.zeros(m, dtype=np.int64)
+    for c in range(m):
+        for s in range(kh1):
+            j = top[c, s]
+            if _in_list(top, j, kh1, c):
+                half[c, n_half[c]] = j
+                n_half[c] += 1
+    in_r = np.zeros(m, dtype=np.int64)
+    in_star = np.zeros(m, dtype=np.int64)
     recip = np.empty(length, dtype=np.int64)
-    half = np.empty(length, dtype=np.int64)
     missing = 0
     for i in range(m):
         stamp = i + 1
@@ -205,30 +214,22 @@ def _kr_prepare(top, lk, kh1, rowmax, shift, ext_d, uidx, ud, ulen, xr, xc, xd, 
                 n_r += 1
         count = 0
         for t in range(n_r):
-            mark[recip[t]] = stamp
+            in_r[recip[t]] = stamp
+            in_star[recip[t]] = stamp
             vidx[i, count] = recip[t]
             count += 1
         for t in range(n_r):
             c = recip[t]
-            n_h = 0
-            for s in range(kh1):
-                j = top[c, s]
-                if _in_list(top, j, kh1, c):
-                    half[n_h] = j
-                    n_h += 1
+            n_h = n_half[c]
             inside = 0
             for s in range(n_h):
-                if mark[half[s]] == stamp:
+                if in_r[half[c, s]] == stamp:
                     inside += 1
             if 3 * inside > 2 * n_h:
                 for s in range(n_h):
-                    j = half[s]
-                    seen = False
-                    for u in range(count):
-                        if vidx[i, u] == j:
-                            seen = True
-                            break
-                    if not seen:
+                    j = half[c, s]
+                    if in_star[j] != stamp:
+                        in_star[j] = stamp
                         vidx[i, count] = j
                         count += 1
         # sort the row's items (insertion sort: rows are short)
