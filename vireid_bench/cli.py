@@ -224,6 +224,32 @@ def cli() -> None:
     show_default=True,
     help="Memory for one block of the distance matrix, in MiB.",
 )
+@click.option(
+    "--rerank",
+    type=click.Choice(["none", "k-reciprocal", "aim"]),
+    default="none",
+    show_default=True,
+    help="Re-rank each query's gallery after exclusion (docs/rerank.md): k-reciprocal "
+    "encoding (Zhong et al. 2017) or SAAI's affinity inference (AIM, cosine only).",
+)
+@click.option(
+    "--rerank-k1",
+    type=int,
+    help="k1: k-reciprocal neighbourhood (default 20) / AIM affinity top-k (default per "
+    "dataset, SAAI: SYSU all 4, indoor 2, multi-shot 20; RegDB 8; others 20).",
+)
+@click.option(
+    "--rerank-k2",
+    type=int,
+    help="k2: query-expansion neighbours (k-reciprocal default 6; AIM default per dataset, "
+    "SAAI: SYSU all 1, indoor 2, multi-shot 6; RegDB 2; others 6).",
+)
+@click.option(
+    "--rerank-lambda",
+    type=float,
+    help="k-reciprocal only: weight of the original distance, final = (1-lambda) * "
+    "Jaccard + lambda * original (default 0.3).",
+)
 def score_command(
     dumps: tuple[str, ...],
     protocol: str,
@@ -239,6 +265,10 @@ def score_command(
     colocated_rule: str | None,
     rand_perm: str | None,
     block_mb: int,
+    rerank: str,
+    rerank_k1: int | None,
+    rerank_k2: int | None,
+    rerank_lambda: float | None,
 ) -> None:
     """Score feature dumps under protocol presets.
 
@@ -267,6 +297,16 @@ def score_command(
         if value is not None
     }
     modalities = None if query_modality == "both" else [query_modality]
+    rerank_params = {"k1": rerank_k1, "k2": rerank_k2, "lambda": rerank_lambda}
+    if rerank == "none":
+        given = [f"--rerank-{k}" for k, v in rerank_params.items() if v is not None]
+        if given:
+            raise InputError(f"{given[0]}: needs --rerank k-reciprocal or --rerank aim")
+        rerank_params = {}
+    else:
+        from vireid_bench.rerank_scoring import validate
+
+        rerank_params = validate(rerank, rerank_params, distance)
     rows = []
     with _one_line_warnings():
         for path in dumps:
@@ -295,6 +335,8 @@ def score_command(
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
                     convention=convention,
+                    rerank=None if rerank == "none" else rerank,
+                    rerank_params=rerank_params,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)
