@@ -28,9 +28,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.leaderboard import file_sha256, setting_key
+
+if TYPE_CHECKING:
+    from vireid_bench.scheduler import Scheduler
 
 DEFAULT_TOLERANCE = 1e-6
 EXPECTED_DIR = "expected"
@@ -163,15 +167,30 @@ def compare_results(
 
 def score_document(path: Path, version: str) -> dict:
     """Score a dump with every preset; return the expected-file document for it."""
-    from vireid_bench.dump import load_dump
+    return score_documents([path], version)[0]
+
+
+def score_documents(
+    paths: Sequence[Path], version: str, scheduler: Scheduler | None = None
+) -> list[dict]:
+    """Score dumps with every preset, all together on ``scheduler`` (default: in process).
+
+    Returns their expected-file documents in order; a Dask scheduler gives the same.
+    """
+    from vireid_bench.distributed import ScoreRequest, evaluate_requests
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.report import render_json
-    from vireid_bench.scoring import evaluate
 
-    evaluation = evaluate(load_dump(path), resolve_presets("all"))
-    scored = json.loads(render_json(evaluation.rows, version))
-    results = scored.pop("results")
-    return {**scored, "dump": path.name, "dump_sha256": file_sha256(path), "results": results}
+    presets = tuple(resolve_presets("all"))
+    requests = [ScoreRequest(str(path), presets) for path in paths]
+    documents = []
+    for path, evaluation in zip(paths, evaluate_requests(requests, scheduler), strict=True):
+        scored = json.loads(render_json(evaluation.rows, version))
+        results = scored.pop("results")
+        documents.append(
+            {**scored, "dump": path.name, "dump_sha256": file_sha256(path), "results": results}
+        )
+    return documents
 
 
 def read_expected(path: Path) -> dict:
@@ -196,10 +215,13 @@ def check_dumps(
     version: str,
     tolerance: float = DEFAULT_TOLERANCE,
     expected_dir: str | os.PathLike | None = None,
+    scheduler: Scheduler | None = None,
 ) -> CheckReport:
     """Rescore every ``*.h5`` in ``folder`` and compare with ``expected/<name>.json``.
 
     Args:
+        scheduler: where to score (default: in process); a Dask scheduler scores every
+            dump at once, with the same results.
         version: the running vireid-bench version (written into fresh documents).
         tolerance: absolute tolerance on percentages (metrics and their std).
         expected_dir: where the expected files are (default ``<folder>/expected``).
@@ -218,8 +240,7 @@ def check_dumps(
     if not dumps:
         raise CheckError(f"{root}: no feature dump (*.h5)")
     report = CheckReport(checks=[])
-    for path in dumps:
-        document = score_document(path, version)
+    for path, document in zip(dumps, score_documents(dumps, version, scheduler), strict=True):
         expected_path = expected_root / f"{path.stem}.json"
         check = DumpCheck(path.name, expected_path, len(document["results"]), document=document)
         report.checks.append(check)

@@ -14,11 +14,18 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from vireid_bench.scheduler import scheduler_from_options, scheduler_options
 from vireid_bench.synth import SynthStrengths
+
+if TYPE_CHECKING:
+    from vireid_bench.dump import FeatureDump
+    from vireid_bench.gallery import Convention
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -222,7 +229,7 @@ def cli() -> None:
     type=click.IntRange(min=1),
     default=256,
     show_default=True,
-    help="Memory for one block of the distance matrix, in MiB.",
+    help="Memory for one block of the distance matrix, in MiB (in-memory path).",
 )
 @click.option(
     "--rerank",
@@ -250,6 +257,22 @@ def cli() -> None:
     help="k-reciprocal only: weight of the original distance, final = (1-lambda) * "
     "Jaccard + lambda * original (default 0.3).",
 )
+@click.option(
+    "--memory-limit",
+    default="50%",
+    show_default=True,
+    help="Memory the scorer may hold: bytes with a unit (e.g. 4G, 512M, 2GiB) or a "
+    "percentage of the memory available now. Dumps whose features exceed half of it are "
+    "read from the file block by block, and galleries whose distance rows do not fit are "
+    "scored in gallery blocks (streamed, exact: docs/scale.md).",
+)
+@click.option(
+    "--gallery-block",
+    type=click.IntRange(min=1),
+    help="Force the streamed path with gallery blocks of N images (default: chosen from "
+    "--memory-limit).",
+)
+@scheduler_options
 def score_command(
     dumps: tuple[str, ...],
     protocol: str,
@@ -269,6 +292,13 @@ def score_command(
     rerank_k1: int | None,
     rerank_k2: int | None,
     rerank_lambda: float | None,
+    memory_limit: str,
+    gallery_block: int | None,
+    scheduler: str,
+    scheduler_address: str | None,
+    dask_workers: int,
+    dask_block_queries: int,
+    dask_timeout: float,
 ) -> None:
     """Score feature dumps under protocol presets.
 
@@ -277,12 +307,17 @@ def score_command(
     no true match in their gallery (those count in no average). With '--protocol all' a
     setting that does not apply to a dump, or leaves it no query or gallery, is listed
     with the reason; a setting named explicitly fails instead (exit code 2).
+    '--scheduler dask' scores on a Dask cluster (same numbers; docs/scale.md).
     """
-    from vireid_bench.dump import load_dump
+    from vireid_bench.distributed import ScoreRequest, evaluate_requests
+    from vireid_bench.dump import declared_feature_bytes, load_dump
+    from vireid_bench.memory import parse_memory_limit
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.report import render
-    from vireid_bench.scoring import evaluate
+    from vireid_bench.scoring import MemoryOptions, evaluate
 
+    limit = parse_memory_limit(memory_limit)
+    memory = MemoryOptions(limit=limit, gallery_block=gallery_block)
     presets = resolve_presets(protocol)
     names = [p.strip() for p in protocol.split(",")]
     strict = not any(name == "all" or name.endswith(":all") for name in names)
@@ -307,39 +342,67 @@ def score_command(
         from vireid_bench.rerank_scoring import validate
 
         rerank_params = validate(rerank, rerank_params, distance)
+    options = {
+        "features": features,
+        "distance": distance,
+        "cmc": cmc,
+        "trials": trials,
+        "query_modalities": modalities,
+        "strict": strict,
+    }
+    factory = partial(_sysu_convention, sysu_options) if sysu_options else None
+    chosen = scheduler_from_options(
+        scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
+    )
+    if chosen.kind == "dask" and rerank != "none":
+        raise InputError("--rerank: not available with --scheduler dask yet (score locally)")
     rows = []
     with _one_line_warnings():
-        for path in dumps:
-            dump = load_dump(path, feature_sets=[features] if features else [])
-            convention = None
-            if sysu_options:
-                if dump.dataset != "sysu-mm01":
-                    raise InputError(
-                        f"{path}: dataset: --sampler/--shots/--colocated-rule/--rand-perm "
-                        f"apply to sysu-mm01 dumps, not {dump.dataset!r}"
-                    )
-                from vireid_bench.datasets.sysu import SYSUConvention
-
-                convention = SYSUConvention(**sysu_options)
+        if chosen.kind == "dask":
+            requests = [
+                ScoreRequest(path, tuple(presets), options, factory, block_mb * 1024**2)
+                for path in dumps
+            ]
+            for evaluation in evaluate_requests(requests, chosen):
+                rows.extend(evaluation.rows)
+        for path in dumps if chosen.kind == "local" else ():
+            wanted = [features] if features else []
+            lazy = rerank == "none" and declared_feature_bytes(path, wanted) > limit // 2
+            dump = load_dump(path, feature_sets=wanted, lazy=lazy)
             total = sum(split.n_images for split in dump.splits)
             with _progress(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
                     dump,
                     presets,
-                    features=features,
-                    distance=distance,
-                    cmc=cmc,
-                    trials=trials,
-                    query_modalities=modalities,
-                    strict=strict,
                     block_bytes=block_mb * 1024**2,
                     progress=progress,
-                    convention=convention,
+                    convention=factory(dump) if factory else None,
+                    **options,
+                    memory=memory,
                     rerank=None if rerank == "none" else rerank,
                     rerank_params=rerank_params,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)
+
+
+def _sysu_convention(options: dict[str, object], dump: FeatureDump) -> Convention:
+    """The SYSU-MM01 convention with the score command's options (picklable with partial).
+
+    Raises:
+        DumpError: the dump is not a SYSU-MM01 dump.
+    """
+    from vireid_bench.datasets.sysu import SYSUConvention
+    from vireid_bench.errors import DumpError
+
+    if dump.dataset != "sysu-mm01":
+        raise DumpError(
+            dump.source,
+            "dataset",
+            "--sampler/--shots/--colocated-rule/--rand-perm apply to sysu-mm01 dumps, "
+            f"not {dump.dataset!r}",
+        )
+    return SYSUConvention(**options)
 
 
 @cli.command("protocols")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from vireid_bench.scheduler import scheduler_from_options, scheduler_options
+
 
 def _cli():
     from vireid_bench import cli
@@ -117,6 +119,7 @@ def _split_list(value: str) -> list[str]:
     help="Settings to score feature dumps under (result files are taken as they are).",
 )
 @click.option("--trials", type=click.IntRange(min=1), help="Score only the first N trials.")
+@scheduler_options
 def leaderboard_command(
     inputs: tuple[str, ...],
     out_dir: str,
@@ -127,6 +130,11 @@ def leaderboard_command(
     merge: bool,
     protocol: str,
     trials: int | None,
+    scheduler: str,
+    scheduler_address: str | None,
+    dask_workers: int,
+    dask_block_queries: int,
+    dask_timeout: float,
 ) -> None:
     """Build per-dataset leaderboards from feature dumps and result files.
 
@@ -137,6 +145,7 @@ def leaderboard_command(
     dump's SHA-256, 'reported' rows the paper table they come from. A later input replaces
     an earlier result for the same model, dataset, setting and protocol version, with a
     'replaced:' line on stderr. Without INPUTS, writes the reported tables alone.
+    With '--scheduler dask' every dump is scored at once on a Dask cluster (docs/scale.md).
     """
     from vireid_bench import leaderboard as lb
     from vireid_bench.reported import reported_datasets
@@ -151,9 +160,12 @@ def leaderboard_command(
     options: dict[str, object] = {"protocols": protocol}
     if trials is not None:
         options["trials"] = trials
+    chosen = scheduler_from_options(
+        scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
+    )
     with _warnings():
-        for path in inputs:
-            _echo_notices(board.add(lb.load_input(path, version=version, **options)))
+        for results in lb.load_inputs(inputs, version=version, scheduler=chosen, **options):
+            _echo_notices(board.add(results))
     datasets = board.datasets() or ([] if inputs else reported_datasets())
     if reported:
         for dataset in datasets:
@@ -210,7 +222,18 @@ def _echo_notices(notices: list[str]) -> None:
     type=click.Path(file_okay=False),
     help="Folder of expected files (default: FOLDER/expected).",
 )
-def check_command(folder: str, update: bool, tolerance: float, expected_dir: str | None) -> None:
+@scheduler_options
+def check_command(
+    folder: str,
+    update: bool,
+    tolerance: float,
+    expected_dir: str | None,
+    scheduler: str,
+    scheduler_address: str | None,
+    dask_workers: int,
+    dask_block_queries: int,
+    dask_timeout: float,
+) -> None:
     """Rescore stored feature dumps and compare with their expected results.
 
     Every FOLDER/*.h5 is scored under every preset and compared with
@@ -218,13 +241,21 @@ def check_command(folder: str, update: bool, tolerance: float, expected_dir: str
     Prints a table of every cell that moved and exits 1 on any difference (0 when all
     match). With --update, rewrites the expected files of the dumps that changed (or have
     none yet), prints what changed, and exits 0: review that diff and commit it, saying why
-    the numbers moved.
+    the numbers moved. With '--scheduler dask' every dump is scored at once on a Dask
+    cluster (docs/scale.md).
     """
     from vireid_bench import check as chk
 
+    chosen = scheduler_from_options(
+        scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
+    )
     with _warnings():
         report = chk.check_dumps(
-            folder, version=_version(), tolerance=tolerance, expected_dir=expected_dir
+            folder,
+            version=_version(),
+            tolerance=tolerance,
+            expected_dir=expected_dir,
+            scheduler=chosen,
         )
     for note in report.notes + [n for c in report.checks for n in c.notes]:
         click.echo(f"note: {note}", err=True)

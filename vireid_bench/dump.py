@@ -46,7 +46,8 @@ class FeatureSplit:
     """One test split: features and labels of ``N`` images, all arrays in the same order.
 
     Attributes:
-        features: feature-set name -> float32 array [N, D] (D may differ between sets).
+        features: feature-set name -> float32 array [N, D] (D may differ between sets), or
+            :class:`LazyFeatures` when the dump was loaded with ``lazy=True``.
         pid: int64 [N], person id.
         cam: int64 [N], camera id as the dataset numbers it; equal ids mean the same camera,
             whatever the modality.
@@ -64,6 +65,47 @@ class FeatureSplit:
     def n_images(self) -> int:
         """Number of images in the split."""
         return int(self.pid.shape[0])
+
+
+LAZY_READ_BYTES = 64 * 1024**2
+"""Largest slab one read of :class:`LazyFeatures` brings into memory."""
+
+
+@dataclass(frozen=True)
+class LazyFeatures:
+    """A feature set left in its HDF5 file, read block by block (``load_dump(lazy=True)``).
+
+    It was validated at load time in slabs (dtype, shape, finite values), so reads return
+    checked float32 rows. The file is opened read-only for each read.
+
+    Attributes:
+        source: the dump file.
+        field: the dataset's path in the file (``features/<name>`` or
+            ``trials/<k>/features/<name>``).
+        shape: (N, D).
+    """
+
+    source: str
+    field: str
+    shape: tuple[int, int]
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Return float32 [len(rows), D] for ascending row indices (slabs of bounded size)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, self.shape[1]), dtype=np.float32)
+        if rows.size == 0:
+            return out
+        span = max(1, LAZY_READ_BYTES // (4 * self.shape[1]))
+        with _open_read_only(self.source) as handle, _corrupt_file_errors(self.source):
+            dataset = handle[self.field]
+            i = 0
+            while i < rows.size:
+                first = int(rows[i])
+                k = int(np.searchsorted(rows, first + span, side="left"))
+                slab = np.asarray(dataset[first : int(rows[k - 1]) + 1], dtype=np.float32)
+                out[i:k] = slab[rows[i:k] - first]
+                i = k
+        return out
 
 
 @dataclass(frozen=True)
@@ -197,10 +239,16 @@ def validate_split(
         )
     if not features:
         raise DumpError(source, prefix + "features", "no feature set")
-    feature_arrays = {
-        name: _as_feature_array(source, f"{prefix}features/{name}", values, n)
-        for name, values in features.items()
-    }
+    feature_arrays: dict[str, np.ndarray | LazyFeatures] = {}
+    for name, values in features.items():
+        field_name = f"{prefix}features/{name}"
+        if isinstance(values, LazyFeatures):
+            if values.shape[0] != n:
+                reason = f"{values.shape[0]} rows do not match {n} images"
+                raise DumpError(source, field_name, reason)
+            feature_arrays[name] = values
+        else:
+            feature_arrays[name] = _as_feature_array(source, field_name, values, n)
     path_array = None if path is None else _as_path_array(source, prefix + "path", path, n)
     return FeatureSplit(
         features=feature_arrays,
@@ -340,8 +388,13 @@ def _check_declared_size(source: str, field_name: str, dataset) -> None:
         )
 
 
-def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> FeatureSplit:
-    """Read and validate one split stored in ``group`` (the root or ``trials/<k>``)."""
+def _read_split(
+    source: str, group, prefix: str, wanted: set[str] | None, lazy: bool = False
+) -> FeatureSplit:
+    """Read and validate one split stored in ``group`` (the root or ``trials/<k>``).
+
+    With ``lazy``, features stay in the file as :class:`LazyFeatures` (validated in slabs).
+    """
     import h5py
 
     members = {}
@@ -362,7 +415,10 @@ def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> Fea
         dataset = _child(source, features_group, name, f"{prefix}features/{name}")
         if not isinstance(dataset, h5py.Dataset):
             raise DumpError(source, f"{prefix}features/{name}", "must be a dataset")
-        features[name] = _read_dataset(source, f"{prefix}features/{name}", dataset)
+        if lazy:
+            features[name] = _lazy_features(source, f"{prefix}features/{name}", dataset)
+        else:
+            features[name] = _read_dataset(source, f"{prefix}features/{name}", dataset)
     path = None
     if members["path"] is not None:
         dataset = members["path"]
@@ -376,6 +432,39 @@ def _read_split(source: str, group, prefix: str, wanted: set[str] | None) -> Fea
             raise DumpError(source, prefix + name, "must be a dataset")
         arrays[name] = _read_dataset(source, prefix + name, dataset)
     return validate_split(source, features=features, path=path, prefix=prefix, **arrays)
+
+
+def _lazy_features(source: str, field_name: str, dataset) -> LazyFeatures:
+    """Validate a feature dataset slab by slab and return a :class:`LazyFeatures` for it."""
+    try:
+        shape = tuple(int(n) for n in (dataset.shape or ()))
+        if len(shape) != 2:
+            raise DumpError(source, field_name, f"expected a 2-D array [N, D], got shape {shape}")
+        if dataset.dtype.kind != "f":
+            raise DumpError(
+                source, field_name, f"expected floating point, got dtype {dataset.dtype}"
+            )
+        if shape[1] == 0:
+            raise DumpError(source, field_name, "feature dimension is 0")
+        span = max(1, LAZY_READ_BYTES // (4 * shape[1]))
+        bad = 0
+        first_bad = -1
+        for start in range(0, shape[0], span):
+            slab = np.asarray(dataset[start : start + span], dtype=np.float32)
+            finite = np.isfinite(slab).all(axis=1)
+            if not finite.all():
+                if first_bad < 0:
+                    first_bad = start + int(np.flatnonzero(~finite)[0])
+                bad += int((~finite).sum())
+        if bad:
+            raise DumpError(
+                source, field_name, f"{bad} row(s) contain NaN or Inf (first at row {first_bad})"
+            )
+    except DumpError:
+        raise
+    except _H5_ERRORS as exc:
+        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
+    return LazyFeatures(source=source, field=field_name, shape=(shape[0], shape[1]))
 
 
 def _read_dataset(source: str, field_name: str, dataset) -> np.ndarray:
@@ -396,7 +485,59 @@ def _read_dataset(source: str, field_name: str, dataset) -> np.ndarray:
         raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
 
 
-def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None) -> FeatureDump:
+def _open_read_only(source: str):
+    """Open ``source`` read-only, honouring HDF5's file lock where the file system has one.
+
+    A dump another process has open for writing is refused (DumpError), never read
+    half-written.
+    """
+    import h5py
+
+    try:
+        try:
+            return h5py.File(source, "r", locking="best-effort")
+        except ValueError:  # HDF5 < 1.12.1 has no locking option; it always locks
+            return h5py.File(source, "r")
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc):
+            raise DumpError(source, "", "cannot be opened (locked by another process?)") from exc
+        raise DumpError(source, "", f"cannot be opened ({_h5_reason(exc)})") from exc
+
+
+def declared_feature_bytes(path: str | os.PathLike, feature_sets: Iterable[str] = ()) -> int:
+    """Return the float32 bytes the dump's features would take in memory (0 if unreadable).
+
+    Counts the sets in ``feature_sets`` plus the default/cross/same sets (every set when
+    the dump names none), over every split. A cheap look at the declared shapes, used to
+    decide whether to load lazily; :func:`load_dump` reports any problem with the file.
+    """
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as handle:
+            attrs = handle.attrs
+            wanted = set(feature_sets)
+            for key in ("default_features", "cross_features", "same_features"):
+                value = attrs.get(key)
+                if value is not None:
+                    wanted.add(value.decode() if isinstance(value, bytes) else str(value))
+            groups = [handle]
+            if "trials" in handle:
+                groups = [handle["trials"][k] for k in handle["trials"]]
+            total = 0
+            for group in groups:
+                for name, dataset in group["features"].items():
+                    if wanted and name not in wanted:
+                        continue
+                    total += 4 * int(np.prod(dataset.shape, dtype=np.int64))
+            return total
+    except Exception:  # noqa: BLE001 - a cheap probe; load_dump names the real problem
+        return 0
+
+
+def load_dump(
+    path: str | os.PathLike, feature_sets: Iterable[str] | None = None, lazy: bool = False
+) -> FeatureDump:
     """Read and validate a feature dump.
 
     Args:
@@ -404,6 +545,8 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
         feature_sets: the feature sets to load into memory (default: all of them). The
             names are checked against the file; the dump's default/cross/same sets are
             always loaded.
+        lazy: leave the features in the file as :class:`LazyFeatures` (validated slab by
+            slab at load; the scorer then streams them). Labels are always read whole.
 
     Returns:
         The validated :class:`FeatureDump`; features are float32, labels int64/uint8.
@@ -424,18 +567,7 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
         raise DumpError(source, "", f"cannot be read ({exc.strerror or exc})") from exc
     if not h5py.is_hdf5(source):
         raise DumpError(source, "", "not an HDF5 file")
-    try:
-        # Read-only, and HDF5's file lock honoured where the file system supports locks:
-        # a dump another process has open for writing is refused, never read half-written.
-        try:
-            handle = h5py.File(source, "r", locking="best-effort")
-        except ValueError:  # HDF5 < 1.12.1 has no locking option; it always locks
-            handle = h5py.File(source, "r")
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc):
-            raise DumpError(source, "", "cannot be opened (locked by another process?)") from exc
-        raise DumpError(source, "", f"cannot be opened ({_h5_reason(exc)})") from exc
-    with handle, _corrupt_file_errors(source):
+    with _open_read_only(source) as handle, _corrupt_file_errors(source):
         try:
             attrs = dict(handle.attrs)
         except _H5_ERRORS as exc:
@@ -534,7 +666,7 @@ def load_dump(path: str | os.PathLike, feature_sets: Iterable[str] | None = None
                     prefix + "features",
                     f"feature sets {sorted(group_names)} differ from trials/0's {sorted(names)}",
                 )
-            split = _read_split(source, group, prefix, wanted)
+            split = _read_split(source, group, prefix, wanted, lazy)
             for name in names:
                 shape = features_group[name].shape
                 dim = int(shape[1]) if len(shape) == 2 else -1

@@ -26,6 +26,10 @@ class DumpError(VireidBenchError):
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[DumpError], tuple[str, str, str]]:
+        """Pickle by the constructor's arguments (errors raised on Dask workers travel)."""
+        return (type(self), (self.source, self.field, self.problem))
+
 
 class ProtocolError(VireidBenchError):
     """A protocol preset is unknown, malformed or cannot be applied to a dump."""

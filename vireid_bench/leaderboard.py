@@ -32,8 +32,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vireid_bench.errors import VireidBenchError
+
+if TYPE_CHECKING:
+    from vireid_bench.scheduler import Scheduler
 
 MIXED_SETTINGS = ("mix", "mix-cam", "mix-cam-id", "mix-id", "mix-p")
 FAMILIES = (
@@ -391,8 +395,15 @@ def results_from_dump(
 
     dump = load_dump(path)
     evaluation = evaluate(dump, resolve_presets(protocols), **options)
+    return results_from_evaluation(path, evaluation.rows, version=version)
+
+
+def results_from_evaluation(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, object]], *, version: str
+) -> list[Result]:
+    """The measured results of a dump's scoring rows (origin and SHA-256 from ``path``)."""
     return results_from_rows(
-        evaluation.rows,
+        rows,
         origin=os.path.basename(path),
         version=version,
         protocol_version=current_protocol_version(),
@@ -528,6 +539,36 @@ def load_input(path: str | os.PathLike, *, version: str, **options: object) -> l
         f"{name}: expected a feature dump (.h5) or a result file from "
         "'vireid-bench score --format json' (.json)"
     )
+
+
+def load_inputs(
+    paths: Sequence[str | os.PathLike],
+    *,
+    version: str,
+    scheduler: Scheduler | None = None,
+    protocols: str = "all",
+    **options: object,
+) -> list[list[Result]]:
+    """Load several leaderboard inputs; one result list per path, in order.
+
+    The feature dumps among them are scored together by ``scheduler`` (in this process by
+    default; with ``dask``, all at once on the cluster), with the same results as
+    :func:`load_input` one by one. Result files are read here.
+    """
+    from vireid_bench.distributed import ScoreRequest, evaluate_requests
+    from vireid_bench.protocol import resolve_presets
+
+    names = [os.fspath(path) for path in paths]
+    dumps = [name for name in names if Path(name).suffix.lower() in (".h5", ".hdf5")]
+    presets = tuple(resolve_presets(protocols)) if dumps else ()
+    requests = [ScoreRequest(name, presets, dict(options)) for name in dumps]
+    scored = dict(zip(dumps, evaluate_requests(requests, scheduler), strict=True))
+    return [
+        results_from_evaluation(name, scored[name].rows, version=version)
+        if name in scored
+        else load_input(name, version=version)
+        for name in names
+    ]
 
 
 # --------------------------------------------------------------------------- merging

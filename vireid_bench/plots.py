@@ -186,19 +186,19 @@ class DistanceDistribution:
 
 def _query_gallery_distances(dump, split_index: int, query_idx, pool_idx, distance: str):
     """Distances [len(query_idx), len(pool_idx)] with the dump's cross/same-modality policy."""
-    from vireid_bench.scoring import _distance_block, _normalised
+    from vireid_bench.scoring import distance_block, normalised
 
     split = dump.splits[split_index]
     rows = np.union1d(query_idx, pool_idx)
 
     def prepared(name: str) -> np.ndarray:
         features = split.features[name]
-        return _normalised(dump.source, name, features, rows) if distance == "cosine" else features
+        return normalised(dump.source, name, features, rows) if distance == "cosine" else features
 
     def block(features: np.ndarray) -> np.ndarray:
         gallery = np.ascontiguousarray(features[pool_idx])
         squares = np.einsum("ij,ij->i", gallery, gallery) if distance == "euclidean" else None
-        return _distance_block(features[query_idx], gallery, distance, squares)
+        return distance_block(features[query_idx], gallery, distance, squares)
 
     cross = prepared(dump.cross_features)
     dist = block(cross)

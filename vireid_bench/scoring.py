@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -109,12 +109,25 @@ class _Task:
     scores: list[PlanScores] = field(default_factory=list)
 
 
-def _normalised(source: str, name: str, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """L2-normalise ``features`` (only ``rows`` are checked for zero norm)."""
+def normalised(
+    source: str,
+    name: str,
+    features: np.ndarray,
+    rows: np.ndarray,
+    row_labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return ``features`` L2-normalised (float32); only ``rows`` are checked for zero norm.
+
+    Raises:
+        DumpError: naming ``source`` and ``features/<name>`` and the first zero-norm row
+            (its label from ``row_labels`` when given: the split row of a read block).
+    """
     norms = np.linalg.norm(features, axis=1)
     zero = norms[rows] == 0
     if zero.any():
         first = int(rows[np.flatnonzero(zero)[0]])
+        if row_labels is not None:
+            first = int(row_labels[first])
         raise DumpError(
             source,
             f"features/{name}",
@@ -125,10 +138,14 @@ def _normalised(source: str, name: str, features: np.ndarray, rows: np.ndarray) 
     return features / safe[:, None]
 
 
-def _distance_block(
+def distance_block(
     query: np.ndarray, gallery: np.ndarray, distance: str, gallery_sq: np.ndarray | None
 ) -> np.ndarray:
-    """Return float32 [len(query), len(gallery)] distances (cosine or Euclidean)."""
+    """Return float32 [len(query), len(gallery)] distances (cosine or Euclidean).
+
+    Cosine: ``1 - q.g`` on rows the caller normalised (:func:`normalised`). Euclidean:
+    ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))`` with ``gallery_sq`` the gallery's squared norms.
+    """
     product = query @ gallery.T
     if distance == "cosine":
         np.subtract(np.float32(1.0), product, out=product)
@@ -140,11 +157,6 @@ def _distance_block(
     np.maximum(product, 0.0, out=product)
     np.sqrt(product, out=product)
     return product
-
-
-# Public names for the re-ranking scorer (vireid_bench.rerank_scoring).
-normalised = _normalised
-distance_block = _distance_block
 
 
 def _feature_names(dump: FeatureDump, features: str | None) -> tuple[str, str]:
@@ -159,7 +171,110 @@ def _feature_names(dump: FeatureDump, features: str | None) -> tuple[str, str]:
     return features, features
 
 
-def evaluate(
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How much memory scoring may use, and whether to stream over gallery blocks.
+
+    Attributes:
+        limit: bytes the scorer may hold for features, distance blocks and state; None
+            means no limit (row blocks of ``block_bytes``, the in-memory path).
+        gallery_block, query_block: force the streamed path with these block sizes
+            (columns, rows); None lets ``limit`` decide.
+    """
+
+    limit: int | None = None
+    gallery_block: int | None = None
+    query_block: int | None = None
+
+
+MIN_ROWS_PER_BLOCK = 32
+"""The in-memory path needs at least this many whole pool rows per block (one kernel chunk);
+below that the split is streamed over gallery blocks."""
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What phase (b) needs besides the dump and the tasks (picklable, no features).
+
+    Attributes:
+        source: the dump's file (as given to :func:`~vireid_bench.dump.load_dump`).
+        cross_name, same_name: the feature sets for cross- and same-modality pairs.
+        distance: ``"cosine"`` or ``"euclidean"``.
+        convention: the dataset convention (camera keys).
+    """
+
+    source: str
+    cross_name: str
+    same_name: str
+    distance: str
+    convention: Convention
+
+    @property
+    def feature_sets(self) -> list[str]:
+        """The feature sets a worker has to load to score with this context."""
+        return list(dict.fromkeys((self.cross_name, self.same_name)))
+
+
+@dataclass
+class EvaluationSetup:
+    """Phase (a) of :func:`evaluate`: the work to do and the rows already decided.
+
+    Attributes:
+        presets: the presets as requested (they order the rows).
+        base: the fields every row of this dump shares (dump, dataset, model...).
+        tasks: one per (preset, variant, query modality) to score; ``scores`` empty until
+            phase (b) fills them (:func:`score_tasks` or :func:`merge_shards`).
+        skipped: rows of settings skipped while planning (status says why).
+        context: what scoring needs besides the dump.
+        strict: raise instead of skipping (see :func:`evaluate`).
+    """
+
+    presets: tuple[Preset, ...]
+    base: dict[str, object]
+    tasks: list[_Task]
+    skipped: list[dict[str, object]]
+    context: ScoringContext
+    strict: bool
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of scoring work: queries ``[start, stop)`` of one plan of one task.
+
+    ``task`` indexes :attr:`EvaluationSetup.tasks`, ``plan`` that task's ``plans``;
+    ``start``/``stop`` are positions in the plan's ``query_idx`` (not image indices).
+    """
+
+    task: int
+    plan: int
+    start: int
+    stop: int
+
+
+def _skip(
+    setup_source: str,
+    base: dict[str, object],
+    strict: bool,
+    preset: Preset,
+    variant: str,
+    modality: int,
+    status: str,
+) -> dict[str, object]:
+    """Raise (strict) or warn about a skipped setting; return its row."""
+    if strict:
+        raise EmptyEvaluationError(
+            f"{setup_source}: protocol {preset.name!r} ({MODALITY_NAMES[modality]} query): "
+            f"{status}"
+        )
+    warnings.warn(
+        f"{os.path.basename(setup_source)}: {preset.name} "
+        f"({MODALITY_NAMES[modality]} query): {status}; skipped",
+        stacklevel=4,
+    )
+    return _row(base, preset, variant, modality, status, None)
+
+
+def plan_evaluation(
     dump: FeatureDump,
     presets: Sequence[Preset],
     *,
@@ -169,55 +284,24 @@ def evaluate(
     trials: int | None = None,
     query_modalities: Iterable[str] | None = None,
     strict: bool = False,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
-    progress: ProgressCallback | None = None,
     convention: Convention | None = None,
-    rerank: str | None = None,
-    rerank_params: Mapping[str, object] | None = None,
-) -> Evaluation:
-    """Score a loaded dump under the given presets.
+) -> EvaluationSetup:
+    """Phase (a) of :func:`evaluate`: validate the options and build the tasks.
 
-    Args:
-        dump: a validated dump (:func:`vireid_bench.dump.load_dump`).
-        presets: the settings to evaluate.
-        features: one feature set for every pair (default: the dump's cross/same policy).
-        distance: ``"cosine"`` (on L2-normalised features) or ``"euclidean"``.
-        cmc: ``"image"`` or ``"identity"`` to override every preset's CMC convention.
-        trials: evaluate only the first ``trials`` trials.
-        query_modalities: restrict to these query modalities (names).
-        strict: raise instead of skipping a preset that is empty or not applicable
-            (the CLI sets it when presets are named one by one).
-        block_bytes: memory budget of one distance block.
-        progress: called with the number of query rows done after each block.
-        convention: override the dataset convention (default: by ``dump.dataset``).
-        rerank: ``"k-reciprocal"`` or ``"aim"`` to re-rank each query's gallery after
-            exclusion (docs/rerank.md); the rows' ``distance`` then names the method and
-            its parameters.
-        rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
-            the method's defaults.
-
-    Returns:
-        The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
-
-    Raises:
-        EmptyEvaluationError: with ``strict``, when a preset has no query, an empty
-            gallery, no query with a true match, or does not apply to the dump.
-        DumpError: zero-norm features under cosine, unknown feature set.
+    Touches no feature values. Settings that do not apply or have no query become
+    ``skipped`` rows (with a warning), or raise with ``strict``; the arguments mean what
+    they mean for :func:`evaluate`.
     """
     if distance not in DISTANCES:
         raise ProtocolError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
     if cmc is not None and cmc not in ("image", "identity"):
         raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
-    if rerank:
-        from vireid_bench import rerank_scoring
-
-        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
     convention = convention or get_convention(dump.dataset)
     if dump.protocol_version not in (None, PROTOCOL_VERSION):
         warnings.warn(
             f"{os.path.basename(dump.source)}: dump built for protocol version "
             f"{dump.protocol_version}, scored with protocol version {PROTOCOL_VERSION}",
-            stacklevel=2,
+            stacklevel=3,
         )
     cross_name, same_name = _feature_names(dump, features)
     wanted_modalities = None
@@ -227,7 +311,7 @@ def evaluate(
         if unknown:
             raise ProtocolError(f"unknown query modality {sorted(unknown)[0]!r}")
 
-    rows: list[dict[str, object]] = []
+    skipped: list[dict[str, object]] = []
     tasks: list[_Task] = []
     base = {
         "dump": os.path.basename(dump.source),
@@ -238,17 +322,7 @@ def evaluate(
     }
 
     def skip(preset: Preset, variant: str, modality: int, status: str) -> None:
-        if strict:
-            raise EmptyEvaluationError(
-                f"{dump.source}: protocol {preset.name!r} ({MODALITY_NAMES[modality]} query): "
-                f"{status}"
-            )
-        warnings.warn(
-            f"{os.path.basename(dump.source)}: {preset.name} "
-            f"({MODALITY_NAMES[modality]} query): {status}; skipped",
-            stacklevel=3,
-        )
-        rows.append(_row(base, preset, variant, modality, status, None))
+        skipped.append(_skip(dump.source, base, strict, preset, variant, modality, status))
 
     for preset in presets:
         # the setting as the dataset's community code applies it (same name, maybe other rule)
@@ -268,47 +342,284 @@ def evaluate(
                     skip(preset, variant, modality, f"no {modality_name} query in the dump")
                     continue
                 tasks.append(_Task(preset, variant, modality, preset_cmc, plans))
+    context = ScoringContext(dump.source, cross_name, same_name, distance, convention)
+    return EvaluationSetup(tuple(presets), base, tasks, skipped, context, strict)
 
+
+def score_tasks(
+    dump: FeatureDump,
+    tasks: list[_Task],
+    context: ScoringContext,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: ProgressCallback | None = None,
+    memory: MemoryOptions | None = None,
+) -> None:
+    """Phase (b) of :func:`evaluate`: append each plan's :class:`PlanScores` to its task.
+
+    Every split of ``dump`` is scored in turn; within a task, scores are appended in the
+    order of its plans that share a split (the plans' order when they have one split).
+    """
     for split_index in range(len(dump.splits)):
-        if rerank:
+        _score_split(
+            dump,
+            split_index,
+            tasks,
+            context.cross_name,
+            context.same_name,
+            context.distance,
+            context.convention,
+            block_bytes,
+            progress,
+            memory,
+        )
+
+
+def make_shards(setup: EvaluationSetup, block_queries: int | None = None) -> list[Shard]:
+    """Cut every plan of ``setup`` into query blocks of at most ``block_queries`` queries.
+
+    ``None`` gives one shard per plan. The shards cover every query of every plan exactly
+    once, in task, plan and query order.
+    """
+    if block_queries is not None and block_queries < 1:
+        raise ValueError(f"block_queries must be at least 1, got {block_queries}")
+    shards = []
+    for t, task in enumerate(setup.tasks):
+        for p, plan in enumerate(task.plans):
+            n = int(plan.query_idx.size)
+            step = n if block_queries is None else block_queries
+            for start in range(0, n, max(step, 1)):
+                shards.append(Shard(t, p, start, min(start + step, n)))
+            if n == 0:
+                shards.append(Shard(t, p, 0, 0))
+    return shards
+
+
+def split_pools(tasks: Sequence[_Task]) -> dict[int, np.ndarray]:
+    """Per split, the union of every plan's gallery pool (the columns in-process scoring uses)."""
+    pools: dict[int, list[np.ndarray]] = {}
+    for task in tasks:
+        for plan in task.plans:
+            pools.setdefault(plan.split, []).append(plan.pool_idx)
+    return {split: np.unique(np.concatenate(arrays)) for split, arrays in pools.items()}
+
+
+def restrict_tasks(
+    tasks: Sequence[_Task],
+    shards: Sequence[Shard],
+    pools: Mapping[int, np.ndarray] | None = None,
+) -> list[_Task]:
+    """Return one task per shard whose only plan is the shard's plan with its queries sliced.
+
+    Scoring the returned tasks (:func:`score_restricted`) scores exactly those queries,
+    each against its plan's whole gallery pool. With ``pools`` (:func:`split_pools` of every
+    task), one query-less task per split the shards touch is appended, whose pool is the
+    split's whole pool: the distance blocks then have the same gallery columns as in-process
+    scoring (BLAS results may depend on the matrix shape), so only the query rows per block
+    differ, as they do in-process with another ``block_bytes``.
+    """
+    restricted = []
+    for shard in shards:
+        task = tasks[shard.task]
+        plan = task.plans[shard.plan]
+        sliced = replace(plan, query_idx=plan.query_idx[shard.start : shard.stop])
+        restricted.append(_Task(task.preset, task.variant, task.query_modality, task.cmc, [sliced]))
+    if pools is not None:
+        for split in sorted({tasks[s.task].plans[s.plan].split for s in shards}):
+            task = tasks[shards[0].task]
+            plan = EvaluationPlan(split, -1, np.empty(0, dtype=np.int64), pools[split])
+            restricted.append(
+                _Task(task.preset, task.variant, task.query_modality, task.cmc, [plan])
+            )
+    return restricted
+
+
+def score_restricted(
+    dump: FeatureDump,
+    restricted: list[_Task],
+    context: ScoringContext,
+    *,
+    count: int | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    memory: MemoryOptions | None = None,
+) -> list[PlanScores]:
+    """Score tasks from :func:`restrict_tasks`; return the first ``count`` tasks' scores.
+
+    ``count`` is the number of shards (default: every task); the query-less pool tasks
+    :func:`restrict_tasks` appends come after them and are not returned.
+    """
+    for task in restricted:
+        task.scores.clear()
+    score_tasks(dump, restricted, context, block_bytes=block_bytes, memory=memory)
+    return [task.scores[0] for task in restricted[:count]]
+
+
+def merge_shards(
+    setup: EvaluationSetup, shards: Sequence[Shard], scores: Sequence[PlanScores]
+) -> None:
+    """Assemble per-shard scores into one :class:`PlanScores` per plan, in plan order.
+
+    ``scores[i]`` are the scores of ``shards[i]`` (any order of shards). Each task's
+    ``scores`` is replaced by its plans' scores, query arrays concatenated in query order,
+    so that :func:`aggregate` gives what in-process scoring gives.
+
+    Raises:
+        ValueError: when the shards do not cover every query of every plan exactly once.
+    """
+    if len(shards) != len(scores):
+        raise ValueError(f"{len(shards)} shard(s) but {len(scores)} result(s)")
+    pieces: dict[tuple[int, int], list[tuple[Shard, PlanScores]]] = {}
+    for shard, piece in zip(shards, scores, strict=True):
+        if piece.first_rank.size != shard.stop - shard.start:
+            raise ValueError(f"{shard}: {piece.first_rank.size} result(s) for its queries")
+        pieces.setdefault((shard.task, shard.plan), []).append((shard, piece))
+    arrays = ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+    for t, task in enumerate(setup.tasks):
+        task.scores = []
+        for p, plan in enumerate(task.plans):
+            parts = sorted(pieces.get((t, p), []), key=lambda item: item[0].start)
+            covered = 0
+            for shard, _ in parts:
+                if shard.start != covered:
+                    raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+                covered = shard.stop
+            if covered != plan.query_idx.size or not parts:
+                raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+            merged = _empty_scores(task, plan)
+            for name in arrays:
+                setattr(merged, name, np.concatenate([getattr(piece, name) for _, piece in parts]))
+            task.scores.append(merged)
+
+
+def aggregate(setup: EvaluationSetup) -> Evaluation:
+    """Phase (c) of :func:`evaluate`: one row per setting from the tasks' scores.
+
+    A task whose every query has an empty gallery or no true match becomes a skipped row
+    (warning, or EmptyEvaluationError with ``strict``). Rows are ordered as the presets.
+    """
+    rows = list(setup.skipped)
+    per_query: list[PlanScores] = []
+    for task in setup.tasks:
+        per_query.extend(task.scores)
+        status = _task_status(task)
+        if status != "ok":
+            rows.append(
+                _skip(
+                    setup.context.source,
+                    setup.base,
+                    setup.strict,
+                    task.preset,
+                    task.variant,
+                    task.query_modality,
+                    status,
+                )
+            )
+            continue
+        rows.append(_row(setup.base, task.preset, task.variant, task.query_modality, "ok", task))
+    rows.sort(key=lambda r: _row_order(setup.presets, r))
+    return Evaluation(rows=rows, per_query=per_query)
+
+
+def evaluate(
+    dump: FeatureDump,
+    presets: Sequence[Preset],
+    *,
+    features: str | None = None,
+    distance: str = "cosine",
+    cmc: str | None = None,
+    trials: int | None = None,
+    query_modalities: Iterable[str] | None = None,
+    strict: bool = False,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: ProgressCallback | None = None,
+    convention: Convention | None = None,
+    memory: MemoryOptions | None = None,
+    rerank: str | None = None,
+    rerank_params: Mapping[str, object] | None = None,
+) -> Evaluation:
+    """Score a loaded dump under the given presets.
+
+    Three phases: :func:`plan_evaluation` (tasks and skipped rows), :func:`score_tasks`
+    (per-query scores) and :func:`aggregate` (rows). :mod:`vireid_bench.distributed` runs
+    phase (b) as shards on a Dask cluster instead.
+
+    Args:
+        dump: a validated dump (:func:`vireid_bench.dump.load_dump`).
+        presets: the settings to evaluate.
+        features: one feature set for every pair (default: the dump's cross/same policy).
+        distance: ``"cosine"`` (on L2-normalised features) or ``"euclidean"``.
+        cmc: ``"image"`` or ``"identity"`` to override every preset's CMC convention.
+        trials: evaluate only the first ``trials`` trials.
+        query_modalities: restrict to these query modalities (names).
+        strict: raise instead of skipping a preset that is empty or not applicable
+            (the CLI sets it when presets are named one by one).
+        block_bytes: memory budget of one distance block.
+        progress: called with the number of query rows done after each block.
+        convention: override the dataset convention (default: by ``dump.dataset``).
+        memory: memory limit / forced streaming (:class:`MemoryOptions`); by default row
+            blocks of ``block_bytes`` in memory, streamed when the features are lazy.
+
+        rerank: ``"k-reciprocal"`` or ``"aim"`` to re-rank each query's gallery after
+            exclusion (docs/rerank.md); the rows' ``distance`` then names the method and
+            its parameters. Needs the features in memory (not lazy).
+        rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
+            the method's defaults.
+
+    Returns:
+        The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
+
+    Raises:
+        EmptyEvaluationError: with ``strict``, when a preset has no query, an empty
+            gallery, no query with a true match, or does not apply to the dump.
+        DumpError: zero-norm features under cosine, unknown feature set.
+    """
+    if rerank:
+        from vireid_bench import rerank_scoring
+
+        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
+        if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
+            raise ProtocolError(
+                f"{dump.source}: --rerank needs the features in memory; raise --memory-limit"
+            )
+    setup = plan_evaluation(
+        dump,
+        presets,
+        features=features,
+        distance=distance,
+        cmc=cmc,
+        trials=trials,
+        query_modalities=query_modalities,
+        strict=strict,
+        convention=convention,
+    )
+    if rerank:
+        context = setup.context
+        for split_index in range(len(dump.splits)):
             rerank_scoring.score_split_reranked(
                 dump,
                 split_index,
-                tasks,
-                cross_name,
-                same_name,
-                distance,
-                convention,
+                setup.tasks,
+                context.cross_name,
+                context.same_name,
+                context.distance,
+                context.convention,
                 block_bytes,
                 progress,
                 rerank,
                 rerank_params,
             )
-        else:
-            _score_split(
-                dump,
-                split_index,
-                tasks,
-                cross_name,
-                same_name,
-                distance,
-                convention,
-                block_bytes,
-                progress,
-            )
-
-    per_query: list[PlanScores] = []
-    for task in tasks:
-        per_query.extend(task.scores)
-        status = _task_status(task)
-        if status != "ok":
-            skip(task.preset, task.variant, task.query_modality, status)
-            continue
-        rows.append(_row(base, task.preset, task.variant, task.query_modality, "ok", task))
-    if rerank:
-        rerank_scoring.label_rows(rows, rerank, rerank_params)
-    rows.sort(key=lambda r: _row_order(presets, r))
-    return Evaluation(rows=rows, per_query=per_query)
+        evaluation = aggregate(setup)
+        rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
+        return evaluation
+    score_tasks(
+        dump,
+        setup.tasks,
+        setup.context,
+        block_bytes=block_bytes,
+        progress=progress,
+        memory=memory,
+    )
+    return aggregate(setup)
 
 
 def _row_order(presets: Sequence[Preset], row: dict[str, object]) -> tuple[int, str, int]:
@@ -325,6 +636,51 @@ def _task_status(task: _Task) -> str:
     return "ok"
 
 
+def _feature_bytes(split, names: set[str], rows: int | None = None) -> int:
+    """Bytes of float32 features of ``names`` for ``rows`` images (default: the split)."""
+    n = split.n_images if rows is None else rows
+    return sum(4 * n * int(split.features[name].shape[1]) for name in names)
+
+
+def _streamed_blocks(
+    n_queries: int, n_pool: int, matrices: int, row_bytes: int, budget: int
+) -> tuple[int, int]:
+    """Choose (query_block, gallery_block) so one block step stays within ``budget`` bytes.
+
+    One step holds ``q x g`` float32 distances per matrix and the features of ``q + g``
+    rows (``row_bytes`` each). Query blocks are kept large (the gallery is re-read once per
+    query block) unless that leaves gallery blocks of fewer than 2,048 columns.
+    """
+    def columns(q: int) -> int:
+        return (budget - q * row_bytes) // (4 * matrices * q + row_bytes)
+
+    q_block = max(1, min(n_queries, 4096))
+    while q_block > 64 and columns(q_block) < min(2048, n_pool):
+        q_block //= 2
+    g_block = columns(q_block)
+    if g_block < 1:
+        raise ProtocolError(
+            f"memory limit too small: {budget} bytes cannot hold one distance block "
+            f"({q_block} queries x 1 gallery image); raise --memory-limit"
+        )
+    return q_block, int(min(g_block, n_pool))
+
+
+def _row_reader(
+    source: str, name: str, features, distance: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return a reader of (normalised for cosine) float32 rows for sorted split indices."""
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        lazy = not isinstance(features, np.ndarray)
+        block = features.read_rows(rows) if lazy else features[rows]
+        if distance == "cosine":
+            block = normalised(source, name, block, np.arange(rows.size), row_labels=rows)
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    return read
+
+
 def _score_split(
     dump: FeatureDump,
     split_index: int,
@@ -335,8 +691,16 @@ def _score_split(
     convention: Convention,
     block_bytes: int,
     progress: ProgressCallback | None,
+    memory: MemoryOptions | None = None,
 ) -> None:
-    """Compute the split's distances block by block and run every plan's kernel."""
+    """Compute the split's distances block by block and run every plan's kernel.
+
+    In memory (row blocks of whole pool rows, :func:`~vireid_bench.kernels.score_queries`)
+    when the features are loaded and ``memory`` allows at least
+    :data:`MIN_ROWS_PER_BLOCK` rows per block; otherwise streamed over gallery blocks
+    (:func:`vireid_bench.streaming.score_streamed`), with identical results.
+    """
+    memory = memory or MemoryOptions()
     split = dump.splits[split_index]
     jobs = [(task, plan) for task in tasks for plan in task.plans if plan.split == split_index]
     if not jobs:
@@ -347,12 +711,122 @@ def _score_split(
         for task, plan in jobs:
             task.scores.append(_empty_scores(task, plan))
         return
+    names = {cross_name, same_name}
+    matrices = 1 if same_name == cross_name else 3
+    lazy = any(not isinstance(split.features[name], np.ndarray) for name in names)
+    row_bytes = _feature_bytes(split, names, rows=1)
+    stream_blocks = None
+    if memory.gallery_block is not None or memory.query_block is not None:
+        stream_blocks = (
+            memory.query_block or min(query_union.size, 4096),
+            memory.gallery_block or pool_union.size,
+        )
+    elif lazy or memory.limit is not None:
+        resident = 0 if lazy else _feature_bytes(split, names)
+        # in memory: raw + normalised features + the gallery copy stay resident
+        in_memory_resident = 3 * resident if distance == "cosine" else 2 * resident
+        row_block_bytes = block_bytes
+        if memory.limit is not None:
+            row_block_bytes = min(block_bytes, memory.limit - in_memory_resident)
+        rows = row_block_bytes // max(1, pool_union.size * 4 * matrices)
+        if lazy or rows < min(MIN_ROWS_PER_BLOCK, query_union.size):
+            budget = (memory.limit if memory.limit is not None else block_bytes) - resident
+            stream_blocks = _streamed_blocks(
+                query_union.size, pool_union.size, matrices, row_bytes, budget
+            )
+        else:
+            block_bytes = row_block_bytes
+    if stream_blocks is not None:
+        _score_split_streamed(
+            dump, split, split_index, jobs, query_union, pool_union, cross_name, same_name,
+            distance, convention, stream_blocks, progress,
+        )
+        return
+    _score_split_in_memory(
+        dump, split, jobs, query_union, pool_union, cross_name, same_name, distance,
+        convention, block_bytes, progress,
+    )
+
+
+def _score_split_streamed(
+    dump: FeatureDump,
+    split,
+    split_index: int,
+    jobs: list[tuple[_Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    blocks: tuple[int, int],
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans over query blocks x gallery blocks (exact, bounded memory)."""
+    from vireid_bench.streaming import StreamJob, score_streamed
+
+    camera_keys = {
+        colocated: convention.camera_keys(split.cam, colocated) for colocated in (False, True)
+    }
+    stream_jobs = []
+    for task, plan in jobs:
+        scores = _empty_scores(task, plan)
+        task.scores.append(scores)
+        stream_jobs.append(
+            StreamJob(
+                query_idx=plan.query_idx,
+                pool_idx=plan.pool_idx,
+                pid=split.pid,
+                cam_keys=camera_keys[task.preset.colocated_cameras],
+                modality=split.modality.astype(np.int64),
+                clauses=task.preset.clause_codes(),
+                identity_cmc=task.cmc == "identity",
+                out={
+                    key: getattr(scores, key)
+                    for key in ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+                },
+            )
+        )
+    read_cross = _row_reader(dump.source, cross_name, split.features[cross_name], distance)
+    read_same = None
+    if same_name != cross_name:
+        read_same = _row_reader(dump.source, same_name, split.features[same_name], distance)
+    score_streamed(
+        stream_jobs,
+        query_union,
+        pool_union,
+        split.modality,
+        split.pid,
+        read_cross,
+        read_same,
+        distance,
+        distance_block,
+        query_block=blocks[0],
+        gallery_block=blocks[1],
+        progress=progress,
+    )
+
+
+def _score_split_in_memory(
+    dump: FeatureDump,
+    split,
+    jobs: list[tuple[_Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    block_bytes: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans in row blocks of whole pool rows."""
     needed_rows = np.union1d(query_union, pool_union)
 
     def prepare(name: str) -> np.ndarray:
         array = split.features[name]
         if distance == "cosine":
-            array = _normalised(dump.source, name, array, needed_rows)
+            array = normalised(dump.source, name, array, needed_rows)
         return array
 
     cross = prepare(cross_name)
@@ -400,9 +874,9 @@ def _score_split(
     for start in range(0, query_union.size, rows_per_block):
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
-        dist = _distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
+        dist = distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
         if same is not cross:
-            dist_same = _distance_block(same[block_idx], gallery_same, distance, sq_same)
+            dist_same = distance_block(same[block_idx], gallery_same, distance, sq_same)
             same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
             np.copyto(dist, dist_same, where=same_modality)
             del dist_same, same_modality
