@@ -232,6 +232,32 @@ def cli() -> None:
     help="Memory for one block of the distance matrix, in MiB (in-memory path).",
 )
 @click.option(
+    "--rerank",
+    type=click.Choice(["none", "k-reciprocal", "aim"]),
+    default="none",
+    show_default=True,
+    help="Re-rank each query's gallery after exclusion (docs/rerank.md): k-reciprocal "
+    "encoding (Zhong et al. 2017) or SAAI's affinity inference (AIM, cosine only).",
+)
+@click.option(
+    "--rerank-k1",
+    type=int,
+    help="k1: k-reciprocal neighbourhood (default 20) / AIM affinity top-k (default per "
+    "dataset, SAAI: SYSU all 4, indoor 2, multi-shot 20; RegDB 8; others 20).",
+)
+@click.option(
+    "--rerank-k2",
+    type=int,
+    help="k2: query-expansion neighbours (k-reciprocal default 6; AIM default per dataset, "
+    "SAAI: SYSU all 1, indoor 2, multi-shot 6; RegDB 2; others 6).",
+)
+@click.option(
+    "--rerank-lambda",
+    type=float,
+    help="k-reciprocal only: weight of the original distance, final = (1-lambda) * "
+    "Jaccard + lambda * original (default 0.3).",
+)
+@click.option(
     "--memory-limit",
     default="50%",
     show_default=True,
@@ -262,6 +288,10 @@ def score_command(
     colocated_rule: str | None,
     rand_perm: str | None,
     block_mb: int,
+    rerank: str,
+    rerank_k1: int | None,
+    rerank_k2: int | None,
+    rerank_lambda: float | None,
     memory_limit: str,
     gallery_block: int | None,
     scheduler: str,
@@ -302,6 +332,16 @@ def score_command(
         if value is not None
     }
     modalities = None if query_modality == "both" else [query_modality]
+    rerank_params = {"k1": rerank_k1, "k2": rerank_k2, "lambda": rerank_lambda}
+    if rerank == "none":
+        given = [f"--rerank-{k}" for k, v in rerank_params.items() if v is not None]
+        if given:
+            raise InputError(f"{given[0]}: needs --rerank k-reciprocal or --rerank aim")
+        rerank_params = {}
+    else:
+        from vireid_bench.rerank_scoring import validate
+
+        rerank_params = validate(rerank, rerank_params, distance)
     options = {
         "features": features,
         "distance": distance,
@@ -314,6 +354,8 @@ def score_command(
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
+    if chosen.kind == "dask" and rerank != "none":
+        raise InputError("--rerank: not available with --scheduler dask yet (score locally)")
     rows = []
     with _one_line_warnings():
         if chosen.kind == "dask":
@@ -325,7 +367,7 @@ def score_command(
                 rows.extend(evaluation.rows)
         for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
-            lazy = declared_feature_bytes(path, wanted) > limit // 2
+            lazy = rerank == "none" and declared_feature_bytes(path, wanted) > limit // 2
             dump = load_dump(path, feature_sets=wanted, lazy=lazy)
             total = sum(split.n_images for split in dump.splits)
             with _progress(total, f"scoring {os.path.basename(path)}") as progress:
@@ -337,6 +379,8 @@ def score_command(
                     convention=factory(dump) if factory else None,
                     **options,
                     memory=memory,
+                    rerank=None if rerank == "none" else rerank,
+                    rerank_params=rerank_params,
                 )
             rows.extend(evaluation.rows)
     write_output(render(rows, fmt, _version()), output)

@@ -534,6 +534,8 @@ def evaluate(
     progress: ProgressCallback | None = None,
     convention: Convention | None = None,
     memory: MemoryOptions | None = None,
+    rerank: str | None = None,
+    rerank_params: Mapping[str, object] | None = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -557,6 +559,12 @@ def evaluate(
         memory: memory limit / forced streaming (:class:`MemoryOptions`); by default row
             blocks of ``block_bytes`` in memory, streamed when the features are lazy.
 
+        rerank: ``"k-reciprocal"`` or ``"aim"`` to re-rank each query's gallery after
+            exclusion (docs/rerank.md); the rows' ``distance`` then names the method and
+            its parameters. Needs the features in memory (not lazy).
+        rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
+            the method's defaults.
+
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
 
@@ -565,6 +573,14 @@ def evaluate(
             gallery, no query with a true match, or does not apply to the dump.
         DumpError: zero-norm features under cosine, unknown feature set.
     """
+    if rerank:
+        from vireid_bench import rerank_scoring
+
+        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
+        if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
+            raise ProtocolError(
+                f"{dump.source}: --rerank needs the features in memory; raise --memory-limit"
+            )
     setup = plan_evaluation(
         dump,
         presets,
@@ -576,6 +592,25 @@ def evaluate(
         strict=strict,
         convention=convention,
     )
+    if rerank:
+        context = setup.context
+        for split_index in range(len(dump.splits)):
+            rerank_scoring.score_split_reranked(
+                dump,
+                split_index,
+                setup.tasks,
+                context.cross_name,
+                context.same_name,
+                context.distance,
+                context.convention,
+                block_bytes,
+                progress,
+                rerank,
+                rerank_params,
+            )
+        evaluation = aggregate(setup)
+        rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
+        return evaluation
     score_tasks(
         dump,
         setup.tasks,
