@@ -673,9 +673,14 @@ def _row_reader(
 
     def read(rows: np.ndarray) -> np.ndarray:
         lazy = not isinstance(features, np.ndarray)
+        # a fresh float32 copy either way (a file read, or fancy indexing)
         block = features.read_rows(rows) if lazy else features[rows]
         if distance == "cosine":
-            block = normalised(source, name, block, np.arange(rows.size), row_labels=rows)
+            norms = np.linalg.norm(block, axis=1)
+            if not norms.all():
+                # the same one-line error as the in-memory path, naming the split row
+                normalised(source, name, block, np.arange(rows.size), row_labels=rows)
+            block /= norms[:, None]  # in place: no second copy of the block
         return np.ascontiguousarray(block, dtype=np.float32)
 
     return read
@@ -730,7 +735,10 @@ def _score_split(
             row_block_bytes = min(block_bytes, memory.limit - in_memory_resident)
         rows = row_block_bytes // max(1, pool_union.size * 4 * matrices)
         if lazy or rows < min(MIN_ROWS_PER_BLOCK, query_union.size):
-            budget = (memory.limit if memory.limit is not None else block_bytes) - resident
+            limit = memory.limit if memory.limit is not None else block_bytes
+            # 10 % headroom for what the block model does not count (label arrays, the
+            # per-identity table, BLAS buffers)
+            budget = int(0.9 * (limit - resident))
             stream_blocks = _streamed_blocks(
                 query_union.size, pool_union.size, matrices, row_bytes, budget
             )
