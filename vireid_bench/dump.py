@@ -446,7 +446,17 @@ def _lazy_features(source: str, field_name: str, dataset) -> LazyFeatures:
             )
         if shape[1] == 0:
             raise DumpError(source, field_name, "feature dimension is 0")
-        span = max(1, LAZY_READ_BYTES // (4 * shape[1]))
+        row_bytes = 4 * shape[1]
+        budget = _memory_budget()
+        if budget is not None and row_bytes > budget // 4:
+            raise DumpError(
+                source,
+                field_name,
+                f"declared shape {shape} needs {_bytes_text(row_bytes * shape[0])}; even "
+                f"one row ({_bytes_text(row_bytes)}) is more than a quarter of the "
+                f"{_bytes_text(budget)} of memory available",
+            )
+        span = max(1, LAZY_READ_BYTES // row_bytes)
         bad = 0
         first_bad = -1
         for start in range(0, shape[0], span):
@@ -462,6 +472,8 @@ def _lazy_features(source: str, field_name: str, dataset) -> LazyFeatures:
             )
     except DumpError:
         raise
+    except MemoryError as exc:
+        raise DumpError(source, field_name, "does not fit in memory") from exc
     except _H5_ERRORS as exc:
         raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
     return LazyFeatures(source=source, field=field_name, shape=(shape[0], shape[1]))
