@@ -54,7 +54,12 @@ def _version() -> str:
 
 @contextmanager
 def _one_line_warnings() -> Iterator[None]:
-    """Show Python warnings as ``warning: <message>`` lines on stderr."""
+    """Show Python warnings as ``warning: <message>`` lines on stderr.
+
+    Every warning the toolkit raises is shown each time; interpreter diagnostics that are
+    not about the user's input (ResourceWarning from garbage collection, library
+    deprecations) are not.
+    """
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
         click.echo(f"warning: {message}", err=True)
@@ -64,6 +69,8 @@ def _one_line_warnings() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
+            for category in (ResourceWarning, DeprecationWarning, PendingDeprecationWarning):
+                warnings.simplefilter("ignore", category)
             warnings.showwarning = show
             yield
     finally:

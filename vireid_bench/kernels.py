@@ -63,6 +63,27 @@ def _key_less(d_a: float, i_a: int, d_b: float, i_b: int) -> bool:
 
 
 @njit(cache=True)
+def slot_among_true_matches(sorted_d, sorted_j, offset, n_pos, d, j) -> int:
+    """Return how many sorted true matches precede image ``(d, j)`` (0 .. n_pos - 1).
+
+    ``sorted_d[offset:offset + n_pos]`` / ``sorted_j[...]`` are the true matches in
+    ``(distance, pool position)`` order; the caller has checked that the image precedes the
+    last one. A binary search over the rest once the first is passed.
+    """
+    if _key_less(d, j, sorted_d[offset], sorted_j[offset]):
+        return 0
+    lo = 1
+    hi = n_pos - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _key_less(sorted_d[offset + mid], sorted_j[offset + mid], d, j):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
 def _score_one_query(
     row,
     q_uid,
@@ -136,8 +157,6 @@ def _score_one_query(
         sorted_j = pos_j[:n_pos][order]
     for p in range(n_pos + 1):
         neg_before[p] = 0
-    first_d = sorted_d[0]
-    first_j = sorted_j[0]
     last_d = sorted_d[n_pos - 1]
     last_j = sorted_j[n_pos - 1]
     n_closer_ids = 0
@@ -148,17 +167,7 @@ def _score_one_query(
         j = neg_j[t]
         if _key_less(last_d, last_j, d, j):
             continue
-        if _key_less(d, j, first_d, first_j):
-            lo = 0
-        else:
-            lo = 1
-            hi = n_pos - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if _key_less(sorted_d[mid], sorted_j[mid], d, j):
-                    lo = mid + 1
-                else:
-                    hi = mid
+        lo = slot_among_true_matches(sorted_d, sorted_j, 0, n_pos, d, j)
         neg_before[lo] += 1
         if identity_cmc and lo == 0:
             pid_buffer[n_closer_ids] = g_pid[j]

@@ -33,7 +33,7 @@ from vireid_bench.rerank import (
     KReciprocalJoint,
     check_params,
 )
-from vireid_bench.scoring import PlanScores, distance_block, normalised
+from vireid_bench.scoring import PlanScores, distance_block, prepared_features, split_jobs
 
 METHODS = ("k-reciprocal", "aim")
 #: AIM's k1/k2 in the SAAI code (engine/__init__.py): SYSU-MM01 by (mode, shots), RegDB.
@@ -150,21 +150,16 @@ def score_split_reranked(
     ``scoring._score_split`` does.
     """
     split = dump.splits[split_index]
-    jobs = [(task, plan) for task in tasks for plan in task.plans if plan.split == split_index]
+    jobs, query_union, pool_union = split_jobs(tasks, split_index)
     if not jobs:
         return
-    query_union = np.unique(np.concatenate([plan.query_idx for _, plan in jobs]))
-    pool_union = np.unique(np.concatenate([plan.pool_idx for _, plan in jobs]))
-    needed = np.union1d(query_union, pool_union)
-
-    def prepare(name: str) -> np.ndarray:
-        array = split.features[name]
-        if distance == "cosine":
-            array = normalised(dump.source, name, array, needed)
-        return array
-
-    cross = prepare(cross_name) if needed.size else split.features[cross_name]
-    same = cross if same_name == cross_name else prepare(same_name)
+    cross, same = prepared_features(
+        dump.source,
+        split,
+        (cross_name, same_name),
+        distance,
+        np.union1d(query_union, pool_union),
+    )
     pairs = _Pairs(cross, same, split.modality, distance)
     camera_keys = {c: convention.camera_keys(split.cam, c) for c in (False, True)}
     for task, plan in jobs:

@@ -686,6 +686,40 @@ def _row_reader(
     return read
 
 
+def split_jobs(
+    tasks: Sequence[_Task], split_index: int
+) -> tuple[list[tuple[_Task, EvaluationPlan]], np.ndarray, np.ndarray]:
+    """Return the (task, plan) pairs of one split and the union of their queries and pools.
+
+    The unions are sorted unique split indices (empty arrays when there is no job).
+    """
+    jobs = [(task, plan) for task in tasks for plan in task.plans if plan.split == split_index]
+    if not jobs:
+        empty = np.empty(0, dtype=np.int64)
+        return jobs, empty, empty
+    query_union = np.unique(np.concatenate([plan.query_idx for _, plan in jobs]))
+    pool_union = np.unique(np.concatenate([plan.pool_idx for _, plan in jobs]))
+    return jobs, query_union, pool_union
+
+
+def prepared_features(
+    source: str, split, names: tuple[str, str], distance: str, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (cross, same) feature arrays, L2-normalised for cosine (``rows`` checked).
+
+    ``same`` is ``cross`` itself when both names are the same set.
+    """
+
+    def prepare(name: str) -> np.ndarray:
+        array = split.features[name]
+        if distance == "cosine":
+            array = normalised(source, name, array, rows)
+        return array
+
+    cross = prepare(names[0])
+    return cross, cross if names[1] == names[0] else prepare(names[1])
+
+
 def _score_split(
     dump: FeatureDump,
     split_index: int,
@@ -707,11 +741,9 @@ def _score_split(
     """
     memory = memory or MemoryOptions()
     split = dump.splits[split_index]
-    jobs = [(task, plan) for task in tasks for plan in task.plans if plan.split == split_index]
+    jobs, query_union, pool_union = split_jobs(tasks, split_index)
     if not jobs:
         return
-    query_union = np.unique(np.concatenate([plan.query_idx for _, plan in jobs]))
-    pool_union = np.unique(np.concatenate([plan.pool_idx for _, plan in jobs]))
     if pool_union.size == 0:
         for task, plan in jobs:
             task.scores.append(_empty_scores(task, plan))
@@ -829,16 +861,13 @@ def _score_split_in_memory(
     progress: ProgressCallback | None,
 ) -> None:
     """Score the split's plans in row blocks of whole pool rows."""
-    needed_rows = np.union1d(query_union, pool_union)
-
-    def prepare(name: str) -> np.ndarray:
-        array = split.features[name]
-        if distance == "cosine":
-            array = normalised(dump.source, name, array, needed_rows)
-        return array
-
-    cross = prepare(cross_name)
-    same = cross if same_name == cross_name else prepare(same_name)
+    cross, same = prepared_features(
+        dump.source,
+        split,
+        (cross_name, same_name),
+        distance,
+        np.union1d(query_union, pool_union),
+    )
     gallery_cross = np.ascontiguousarray(cross[pool_union])
     gallery_same = gallery_cross if same is cross else np.ascontiguousarray(same[pool_union])
     sq_cross = sq_same = None

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.kernels import exclusion_table
+from vireid_bench.kernels import _key_less, exclusion_table, slot_among_true_matches
 
 ProgressCallback = Callable[[int], None]
 RowReader = Callable[[np.ndarray], np.ndarray]
@@ -72,12 +72,6 @@ class StreamJob:
 
 
 # --------------------------------------------------------------------------- Numba kernels
-
-
-@njit(cache=True)
-def _key_less(d_a: float, i_a: int, d_b: float, i_b: int) -> bool:
-    """Lexicographic (distance, pool position) order."""
-    return d_a < d_b or (d_a == d_b and i_a < i_b)
 
 
 @njit(cache=True)
@@ -183,13 +177,9 @@ def _count_block(
         pid = q_pid[i]
         cam = q_cam[i]
         mod = q_mod[i]
-        first_d = 0.0
-        first_j = 0
         last_d = 0.0
         last_j = 0
         if n_pos > 0:
-            first_d = pos_d[a0]
-            first_j = pos_j[a0]
             last_d = pos_d[a0 + n_pos - 1]
             last_j = pos_j[a0 + n_pos - 1]
         others = 0
@@ -205,17 +195,7 @@ def _count_block(
             d = row[block_cols[t]]
             if _key_less(last_d, last_j, d, j):
                 continue
-            if _key_less(d, j, first_d, first_j):
-                lo = 0
-            else:
-                lo = 1
-                hi = n_pos - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if _key_less(pos_d[a0 + mid], pos_j[a0 + mid], d, j):
-                        lo = mid + 1
-                    else:
-                        hi = mid
+            lo = slot_among_true_matches(pos_d, pos_j, a0, n_pos, d, j)
             neg_before[base + lo] += 1
             if identity_cmc and lo == 0:
                 word = g_id[j] >> 6
