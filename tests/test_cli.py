@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +31,9 @@ def test_score_json_is_one_object_with_every_key(runner, tiny_dump):
     assert set(payload) == {"vireid_bench_version", "protocol_version", "results"}
     assert [r["protocol"] for r in payload["results"]] == ["mix-id", "mix-id", "cross", "cross"]
     assert [r["query_modality"] for r in payload["results"]] == ["infrared", "visible"] * 2
-    assert all(list(r) == list(RESULT_KEYS) for r in payload["results"])
+    assert all(list(r) == [*RESULT_KEYS, "dump_sha256"] for r in payload["results"])
+    digest = hashlib.sha256(Path(tiny_dump).read_bytes()).hexdigest()
+    assert {r["dump_sha256"] for r in payload["results"]} == {digest}
     api = score(tiny_dump, "mix-id,cross")
     assert payload["results"][0]["mAP"] == api.iloc[0].mAP  # unrounded
     assert payload["results"][2]["gallery_modality"] == "visible"

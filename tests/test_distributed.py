@@ -21,9 +21,10 @@ pytest.importorskip("distributed", reason="dask is not installed (pip install '.
 from vireid_bench.cli import cli  # noqa: E402
 from vireid_bench.distributed import ScoreRequest, dask_client, evaluate_on_dask  # noqa: E402
 from vireid_bench.dump import load_dump  # noqa: E402
+from vireid_bench.errors import VireidBenchError  # noqa: E402
 from vireid_bench.protocol import resolve_presets  # noqa: E402
 from vireid_bench.scheduler import Scheduler  # noqa: E402
-from vireid_bench.scoring import evaluate  # noqa: E402
+from vireid_bench.scoring import MemoryOptions, evaluate  # noqa: E402
 
 DUMPS = Path(__file__).resolve().parent.parent / "feature_dumps"
 ARRAYS = ("first_rank", "ap", "inp", "n_pos", "n_gallery")
@@ -201,3 +202,25 @@ def test_cli_address_without_dask_scheduler_is_refused():
     )
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --scheduler-address needs --scheduler dask"
+
+
+def test_dask_applies_the_memory_options_on_workers(cluster):
+    """Workers stream over gallery blocks as in-process does (same blocks: same numbers)."""
+    memory = MemoryOptions(gallery_block=53, query_block=41)
+    protocols = "mix,mix-id,cross"
+    request = ScoreRequest(
+        str(DUMPS / "synth-regdb.h5"), tuple(resolve_presets(protocols)), memory=memory
+    )
+    local = _local(DUMPS / "synth-regdb.h5", protocols, memory=memory)
+    (remote,) = _dask(cluster, [request], 4096)
+    assert_same_evaluation(local, remote)
+    # and a limit too small for one block fails on the worker exactly as in-process
+    tiny = MemoryOptions(limit=100_000)
+    with pytest.raises(VireidBenchError, match="memory limit too small") as here:
+        _local(DUMPS / "synth-regdb.h5", protocols, memory=tiny)
+    request = ScoreRequest(
+        str(DUMPS / "synth-regdb.h5"), tuple(resolve_presets(protocols)), memory=tiny
+    )
+    with pytest.raises(VireidBenchError, match="memory limit too small") as there:
+        _dask(cluster, [request], 4096)
+    assert str(there.value) == str(here.value)

@@ -403,3 +403,23 @@ def test_labels_show_variant_and_direction_only_where_they_tell_columns_apart():
         "uni:all@infrared",
         "uni:all@visible",
     ]
+
+
+def test_leaderboard_from_score_json_keeps_the_dump_sha256(tmp_path):
+    """`score -f json` records the dump's SHA-256; a leaderboard built from it shows it."""
+    from click.testing import CliRunner
+
+    from vireid_bench.cli import cli
+    from vireid_bench.leaderboard import file_sha256
+
+    dump = "feature_dumps/synth-regdb.h5"
+    scored = tmp_path / "scored.json"
+    result = CliRunner().invoke(
+        cli, ["score", dump, "-p", "mix-id", "-f", "json", "-o", str(scored)]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "board"
+    result = CliRunner().invoke(cli, ["leaderboard", str(scored), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    board = "\n".join(p.read_text() for p in out.glob("*.csv"))
+    assert file_sha256(dump) in board

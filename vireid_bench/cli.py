@@ -367,11 +367,13 @@ def score_command(
     with _one_line_warnings():
         if chosen.kind == "dask":
             requests = [
-                ScoreRequest(path, tuple(presets), options, factory, block_mb * 1024**2)
+                ScoreRequest(path, tuple(presets), options, factory, block_mb * 1024**2, memory)
                 for path in dumps
             ]
-            for evaluation in evaluate_requests(requests, chosen):
-                rows.extend(evaluation.rows)
+            for path, evaluation in zip(
+                dumps, evaluate_requests(requests, chosen), strict=True
+            ):
+                rows.extend(_traced(evaluation.rows, path, fmt))
         for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
             lazy = rerank == "none" and declared_feature_bytes(path, wanted) > limit // 2
@@ -389,8 +391,19 @@ def score_command(
                     rerank=None if rerank == "none" else rerank,
                     rerank_params=rerank_params,
                 )
-            rows.extend(evaluation.rows)
+            rows.extend(_traced(evaluation.rows, path, fmt))
     write_output(render(rows, fmt, _version()), output)
+
+
+def _traced(rows: list[dict[str, object]], path: str, fmt: str) -> list[dict[str, object]]:
+    """Add the dump file's SHA-256 to JSON rows (``leaderboard`` reads it back)."""
+    if fmt == "json":
+        from vireid_bench.leaderboard import file_sha256
+
+        digest = file_sha256(path)
+        for row in rows:
+            row["dump_sha256"] = digest
+    return rows
 
 
 def _sysu_convention(options: dict[str, object], dump: FeatureDump) -> Convention:

@@ -40,6 +40,7 @@ from vireid_bench.scoring import (
     DEFAULT_BLOCK_BYTES,
     Evaluation,
     EvaluationSetup,
+    MemoryOptions,
     PlanScores,
     ScoringContext,
     Shard,
@@ -78,6 +79,8 @@ class ScoreRequest:
         convention_factory: a picklable callable giving the convention for the loaded dump
             (it may raise to refuse the dump); overrides ``options["convention"]``.
         block_bytes: memory budget of one distance block.
+        memory: the memory limit / forced streaming, applied on the worker as in-process
+            (:class:`~vireid_bench.scoring.MemoryOptions`; features are loaded whole there).
     """
 
     path: str
@@ -85,6 +88,7 @@ class ScoreRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     convention_factory: ConventionFactory | None = None
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    memory: MemoryOptions | None = None
 
     @property
     def feature_sets(self) -> list[str]:
@@ -132,7 +136,11 @@ def _options(request: ScoreRequest, dump: FeatureDump) -> dict[str, Any]:
 def _evaluate_here(request: ScoreRequest) -> Evaluation:
     dump = _load(request)
     return evaluate(
-        dump, request.presets, block_bytes=request.block_bytes, **_options(request, dump)
+        dump,
+        request.presets,
+        block_bytes=request.block_bytes,
+        memory=request.memory,
+        **_options(request, dump),
     )
 
 
@@ -312,7 +320,12 @@ def _score_on_worker(
     dump = _worker_dump(request)
     with _SCORING_LOCK:
         scores = score_restricted(
-            dump, restricted, context, count=count, block_bytes=request.block_bytes
+            dump,
+            restricted,
+            context,
+            count=count,
+            block_bytes=request.block_bytes,
+            memory=request.memory,
         )
     return [
         {name: getattr(s, name) for name in ("first_rank", "ap", "inp", "n_pos", "n_gallery")}

@@ -119,9 +119,14 @@ def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
     """Return exactly one JSON object: ``{"vireid_bench_version": ..., "protocol_version": ...,
     "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
 
-    NaN (a skipped setting's metrics) becomes ``null``.
+    NaN (a skipped setting's metrics) becomes ``null``. A row carrying ``dump_sha256`` (the
+    ``score`` command adds the dump file's SHA-256) keeps it, after the result keys.
     """
-    results = [{key: _json_value(row[key]) for key in RESULT_KEYS} for row in rows]
+    results = [
+        {key: _json_value(row[key]) for key in RESULT_KEYS}
+        | ({"dump_sha256": row["dump_sha256"]} if "dump_sha256" in row else {})
+        for row in rows
+    ]
     payload = {
         "vireid_bench_version": version,
         "protocol_version": PROTOCOL_VERSION,

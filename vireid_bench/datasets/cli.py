@@ -81,6 +81,8 @@ def index_command(dataset: str, root: str, out: str, split: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
+            for category in (ResourceWarning, DeprecationWarning, PendingDeprecationWarning):
+                warnings.simplefilter("ignore", category)
             warnings.showwarning = show
             frame = INDEXERS[dataset](root, split=split)
     except VireidBenchError as exc:
