@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vireid_bench.cli import cli
-from vireid_bench.dump import LazyFeatures, load_dump, write_dump
+from vireid_bench.dump import FeatureSplit, LazyFeatures, load_dump, write_dump
 from vireid_bench.errors import DumpError, VireidBenchError
 from vireid_bench.memory import parse_memory_limit
-from vireid_bench.protocol import builtin_presets
+from vireid_bench.protocol import builtin_presets, resolve_presets
 from vireid_bench.scoring import MemoryOptions, _streamed_blocks, evaluate
 
 PER_QUERY = ("first_rank", "n_pos", "n_gallery", "ap", "inp")
@@ -257,3 +257,44 @@ def test_cli_bad_memory_limit_exits_2(tmp_path):
     assert result.exit_code == 2
     assert "--memory-limit: cannot read 'lots'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("lazy", [False, True])
+def test_streamed_equals_in_memory_under_dataset_conventions(tmp_path, lazy):
+    """SYSU-MM01 sampled pools (trials, co-located cameras, identity CMC) and RegDB-style
+    trial splits, with exact features in the stored dumps' label layouts."""
+    rng = np.random.default_rng(5)
+    sysu = load_dump("feature_dumps/demo-sysu.h5").splits[0]
+    sysu_path = write_dump(
+        tmp_path / "sysu.h5",
+        features=exact_features(rng, sysu.n_images, "cosine"),
+        pid=sysu.pid,
+        cam=sysu.cam,
+        modality=sysu.modality,
+        paths=sysu.path,
+        dataset="sysu-mm01",
+    )
+    splits = [
+        FeatureSplit(
+            features={"default": exact_features(rng, 60, "euclidean")},
+            pid=np.repeat(np.arange(15), 4),
+            cam=np.tile([1, 1, 2, 2], 15),
+            modality=np.tile([0, 0, 1, 1], 15).astype(np.uint8),
+        )
+        for _ in range(3)
+    ]
+    trials_path = write_dump(tmp_path / "trials.h5", trials=splits)
+    for path, protocols, options in (
+        (sysu_path, "sysu-all-single:all,sysu-indoor-multi", {"trials": 2}),
+        (trials_path, "all", {"distance": "euclidean", "cmc": "identity"}),
+    ):
+        presets = resolve_presets(protocols)
+        reference = evaluate(load_dump(path), presets, **options)
+        streamed = evaluate(
+            load_dump(path, lazy=lazy),
+            presets,
+            memory=MemoryOptions(query_block=300, gallery_block=97),
+            **options,
+        )
+        assert_same_scores(reference, streamed)
