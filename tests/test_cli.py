@@ -212,3 +212,23 @@ def test_sysu_options_reach_the_convention(runner, tmp_path, tiny_dump):
     assert len(same_id["results"]) == 4
     wrong = runner.invoke(cli, ["score", str(tiny_dump), "--shots", "10"])
     assert wrong.exit_code == 2 and "apply to sysu-mm01 dumps, not 'generic'" in wrong.stderr
+
+
+def test_llcm_v2i_rule_from_the_command_line(runner):
+    """--llcm-v2i visible-queries ranks every visible image (queries = the visible set)."""
+    dump = "feature_dumps/synth-llcm.h5"
+    args = ["score", dump, "-p", "llcm-v2i", "-f", "json", "--trials", "2"]
+    deen = json.loads(runner.invoke(cli, args).stdout)["results"][0]
+    literal = json.loads(runner.invoke(cli, [*args, "--llcm-v2i", "visible-queries"]).stdout)
+    literal = literal["results"][0]
+    from vireid_bench.dump import load_dump
+
+    split = load_dump(dump).splits[0]
+    assert literal["queries"] == int((split.modality == 0).sum())
+    assert deen["queries"] < literal["queries"]  # DEEN: the sampled near-infrared side
+    assert deen["mAP"] != literal["mAP"]
+    explicit = json.loads(runner.invoke(cli, [*args, "--llcm-v2i", "deen"]).stdout)
+    assert explicit["results"][0]["mAP"] == deen["mAP"]
+    wrong = runner.invoke(cli, ["score", "feature_dumps/synth-regdb.h5", "--llcm-v2i", "deen"])
+    assert wrong.exit_code == 2
+    assert "--llcm-v2i applies to llcm dumps, not 'regdb'" in wrong.output

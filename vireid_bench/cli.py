@@ -232,6 +232,14 @@ def cli() -> None:
     help="SYSU-MM01 exp/rand_perm_cam.mat for --sampler official.",
 )
 @click.option(
+    "--llcm-v2i",
+    type=click.Choice(["deen", "visible-queries"]),
+    help="LLCM cross-modal visible-query rows: 'deen' (default) reproduces DEEN's test.py, "
+    "which ranks sampled near-infrared images against every visible image for its V->I "
+    "numbers; 'visible-queries' ranks every visible image against a sampled "
+    "near-infrared gallery, as the words V->I say (docs/datasets.md).",
+)
+@click.option(
     "--block-mb",
     type=click.IntRange(min=1),
     default=256,
@@ -294,6 +302,7 @@ def score_command(
     shots: int | None,
     colocated_rule: str | None,
     rand_perm: str | None,
+    llcm_v2i: str | None,
     block_mb: int,
     rerank: str,
     rerank_k1: int | None,
@@ -357,7 +366,16 @@ def score_command(
         "query_modalities": modalities,
         "strict": strict,
     }
-    factory = partial(_sysu_convention, sysu_options) if sysu_options else None
+    factory = None
+    if sysu_options:
+        factory = partial(_sysu_convention, sysu_options)
+    if llcm_v2i is not None:
+        if factory is not None:
+            raise InputError(
+                "--llcm-v2i applies to LLCM dumps, --sampler/--shots/--colocated-rule/"
+                "--rand-perm to SYSU-MM01 dumps: score them in separate runs"
+            )
+        factory = partial(_llcm_convention, llcm_v2i)
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
@@ -423,6 +441,21 @@ def _sysu_convention(options: dict[str, object], dump: FeatureDump) -> Conventio
             f"not {dump.dataset!r}",
         )
     return SYSUConvention(**options)
+
+
+def _llcm_convention(v2i: str, dump: FeatureDump) -> Convention:
+    """The LLCM convention with ``--llcm-v2i`` (picklable with partial).
+
+    Raises:
+        DumpError: the dump is not an LLCM dump.
+    """
+    from vireid_bench.datasets.llcm import LLCMConvention
+    from vireid_bench.errors import DumpError
+
+    if dump.dataset != "llcm":
+        reason = f"--llcm-v2i applies to llcm dumps, not {dump.dataset!r}"
+        raise DumpError(dump.source, "dataset", reason)
+    return LLCMConvention(v2i=v2i)
 
 
 @cli.command("protocols")
