@@ -161,3 +161,40 @@ def test_a_changed_dump_hash_is_a_note_and_update_records_it(stored):
     assert result.exit_code == 0
     assert "updated 1 expected file(s)" in result.stdout
     assert json.loads(path.read_text())["dump_sha256"] == real
+
+
+def test_check_and_leaderboard_under_a_small_memory_limit(tmp_path):
+    """`--memory-limit` streams (and reads lazily) with the same numbers as in memory.
+
+    Features of +-1 entries (D = 16) make every float32 distance exact whatever the block
+    shape, so the streamed scores must equal the recorded in-memory ones.
+    """
+    import numpy as np
+
+    from vireid_bench.cli_results import leaderboard_command
+    from vireid_bench.dump import write_dump
+
+    rng = np.random.default_rng(0)
+    n = 700
+    folder = tmp_path / "dumps"
+    write_dump(
+        folder / "exact.h5",
+        features=rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n, 16)),
+        pid=rng.integers(0, 70, n),
+        cam=rng.integers(1, 5, n),
+        modality=rng.integers(0, 2, n),
+    )
+    runner = CliRunner()
+    assert runner.invoke(check_command, [str(folder), "--update"]).exit_code == 0
+    # 700 x 64 B of features: more than half of 64 KiB (lazy), rows do not fit (streamed)
+    result = runner.invoke(check_command, [str(folder), "--memory-limit", "64KiB"])
+    assert result.exit_code == 0, result.output
+    assert "all 1 dump(s) match their expected results" in result.stdout
+    boards = []
+    for extra in ([], ["--memory-limit", "64KiB"]):
+        out = tmp_path / f"board{len(boards)}"
+        args = [str(folder / "exact.h5"), "--out", str(out), *extra]
+        result = runner.invoke(leaderboard_command, args)
+        assert result.exit_code == 0, result.output
+        boards.append((out / "generic.csv").read_text())
+    assert boards[0] == boards[1]

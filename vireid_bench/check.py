@@ -35,6 +35,7 @@ from vireid_bench.leaderboard import file_sha256, setting_key
 
 if TYPE_CHECKING:
     from vireid_bench.scheduler import Scheduler
+    from vireid_bench.scoring import MemoryOptions
 
 DEFAULT_TOLERANCE = 1e-6
 EXPECTED_DIR = "expected"
@@ -171,7 +172,10 @@ def score_document(path: Path, version: str) -> dict:
 
 
 def score_documents(
-    paths: Sequence[Path], version: str, scheduler: Scheduler | None = None
+    paths: Sequence[Path],
+    version: str,
+    scheduler: Scheduler | None = None,
+    memory: MemoryOptions | None = None,
 ) -> list[dict]:
     """Score dumps with every preset, all together on ``scheduler`` (default: in process).
 
@@ -182,7 +186,7 @@ def score_documents(
     from vireid_bench.report import render_json
 
     presets = tuple(resolve_presets("all"))
-    requests = [ScoreRequest(str(path), presets) for path in paths]
+    requests = [ScoreRequest(str(path), presets, memory=memory) for path in paths]
     documents = []
     for path, evaluation in zip(paths, evaluate_requests(requests, scheduler), strict=True):
         scored = json.loads(render_json(evaluation.rows, version))
@@ -216,12 +220,14 @@ def check_dumps(
     tolerance: float = DEFAULT_TOLERANCE,
     expected_dir: str | os.PathLike | None = None,
     scheduler: Scheduler | None = None,
+    memory: MemoryOptions | None = None,
 ) -> CheckReport:
     """Rescore every ``*.h5`` in ``folder`` and compare with ``expected/<name>.json``.
 
     Args:
         scheduler: where to score (default: in process); a Dask scheduler scores every
             dump at once, with the same results.
+        memory: the memory limit scoring works under (default: none, in memory).
         version: the running vireid-bench version (written into fresh documents).
         tolerance: absolute tolerance on percentages (metrics and their std).
         expected_dir: where the expected files are (default ``<folder>/expected``).
@@ -240,7 +246,8 @@ def check_dumps(
     if not dumps:
         raise CheckError(f"{root}: no feature dump (*.h5)")
     report = CheckReport(checks=[])
-    for path, document in zip(dumps, score_documents(dumps, version, scheduler), strict=True):
+    documents = score_documents(dumps, version, scheduler, memory)
+    for path, document in zip(dumps, documents, strict=True):
         expected_path = expected_root / f"{path.stem}.json"
         check = DumpCheck(path.name, expected_path, len(document["results"]), document=document)
         report.checks.append(check)

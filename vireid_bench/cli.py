@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from vireid_bench.memory import memory_limit_option
 from vireid_bench.scheduler import scheduler_from_options, scheduler_options
 from vireid_bench.synth import SynthStrengths
 
@@ -272,15 +273,7 @@ def cli() -> None:
     help="k-reciprocal only: weight of the original distance, final = (1-lambda) * "
     "Jaccard + lambda * original (default 0.3).",
 )
-@click.option(
-    "--memory-limit",
-    default="50%",
-    show_default=True,
-    help="Memory the scorer may hold: bytes with a unit (e.g. 4G, 512M, 2GiB) or a "
-    "percentage of the memory available now. Dumps whose features exceed half of it are "
-    "read from the file block by block, and galleries whose distance rows do not fit are "
-    "scored in gallery blocks (streamed, exact: docs/scale.md).",
-)
+@memory_limit_option
 @click.option(
     "--gallery-block",
     type=click.IntRange(min=1),

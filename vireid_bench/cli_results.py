@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from vireid_bench.memory import memory_limit_option, parse_memory_limit
 from vireid_bench.scheduler import scheduler_from_options, scheduler_options
 
 
@@ -119,6 +120,7 @@ def _split_list(value: str) -> list[str]:
     help="Settings to score feature dumps under (result files are taken as they are).",
 )
 @click.option("--trials", type=click.IntRange(min=1), help="Score only the first N trials.")
+@memory_limit_option
 @scheduler_options
 def leaderboard_command(
     inputs: tuple[str, ...],
@@ -130,6 +132,7 @@ def leaderboard_command(
     merge: bool,
     protocol: str,
     trials: int | None,
+    memory_limit: str,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -164,7 +167,10 @@ def leaderboard_command(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
     with _warnings():
-        for results in lb.load_inputs(inputs, version=version, scheduler=chosen, **options):
+        results_lists = lb.load_inputs(
+            inputs, version=version, scheduler=chosen, memory=_memory(memory_limit), **options
+        )
+        for results in results_lists:
             _echo_notices(board.add(results))
     datasets = board.datasets() or ([] if inputs else reported_datasets())
     if reported:
@@ -222,12 +228,14 @@ def _echo_notices(notices: list[str]) -> None:
     type=click.Path(file_okay=False),
     help="Folder of expected files (default: FOLDER/expected).",
 )
+@memory_limit_option
 @scheduler_options
 def check_command(
     folder: str,
     update: bool,
     tolerance: float,
     expected_dir: str | None,
+    memory_limit: str,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -256,6 +264,7 @@ def check_command(
             tolerance=tolerance,
             expected_dir=expected_dir,
             scheduler=chosen,
+            memory=_memory(memory_limit),
         )
     for note in report.notes + [n for c in report.checks for n in c.notes]:
         click.echo(f"note: {note}", err=True)
@@ -652,3 +661,10 @@ def compare_command(
         f"({resamples} resamples of queries), Holm across settings per metric; seed {seed}"
     )
     _cli().write_output(_render_compare(rows, fmt, confidence, title, _version()), output)
+
+
+def _memory(memory_limit: str):
+    """The :class:`~vireid_bench.scoring.MemoryOptions` of a ``--memory-limit`` value."""
+    from vireid_bench.scoring import MemoryOptions
+
+    return MemoryOptions(limit=parse_memory_limit(memory_limit))

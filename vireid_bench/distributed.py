@@ -121,9 +121,12 @@ def evaluate_requests(
 
 
 def _load(request: ScoreRequest) -> FeatureDump:
-    from vireid_bench.dump import load_dump
+    """Load a request's dump; lazily when its features exceed half its memory limit."""
+    from vireid_bench.dump import declared_feature_bytes, load_dump
 
-    return load_dump(request.path, feature_sets=request.feature_sets)
+    limit = request.memory.limit if request.memory is not None else None
+    lazy = limit is not None and declared_feature_bytes(request.path) > limit // 2
+    return load_dump(request.path, feature_sets=request.feature_sets, lazy=lazy)
 
 
 def _options(request: ScoreRequest, dump: FeatureDump) -> dict[str, Any]:

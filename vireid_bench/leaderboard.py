@@ -38,6 +38,7 @@ from vireid_bench.errors import VireidBenchError
 
 if TYPE_CHECKING:
     from vireid_bench.scheduler import Scheduler
+    from vireid_bench.scoring import MemoryOptions
 
 MIXED_SETTINGS = ("mix", "mix-cam", "mix-cam-id", "mix-id", "mix-p")
 FAMILIES = (
@@ -547,13 +548,15 @@ def load_inputs(
     version: str,
     scheduler: Scheduler | None = None,
     protocols: str = "all",
+    memory: MemoryOptions | None = None,
     **options: object,
 ) -> list[list[Result]]:
     """Load several leaderboard inputs; one result list per path, in order.
 
     The feature dumps among them are scored together by ``scheduler`` (in this process by
     default; with ``dask``, all at once on the cluster), with the same results as
-    :func:`load_input` one by one. Result files are read here.
+    :func:`load_input` one by one. Result files are read here. ``memory`` is the memory
+    limit scoring works under (:class:`~vireid_bench.scoring.MemoryOptions`).
     """
     from vireid_bench.distributed import ScoreRequest, evaluate_requests
     from vireid_bench.protocol import resolve_presets
@@ -561,7 +564,7 @@ def load_inputs(
     names = [os.fspath(path) for path in paths]
     dumps = [name for name in names if Path(name).suffix.lower() in (".h5", ".hdf5")]
     presets = tuple(resolve_presets(protocols)) if dumps else ()
-    requests = [ScoreRequest(name, presets, dict(options)) for name in dumps]
+    requests = [ScoreRequest(name, presets, dict(options), memory=memory) for name in dumps]
     scored = dict(zip(dumps, evaluate_requests(requests, scheduler), strict=True))
     return [
         results_from_evaluation(name, scored[name].rows, version=version)

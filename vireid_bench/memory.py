@@ -28,6 +28,23 @@ FALLBACK_AVAILABLE = 4 * 1024**3
 """Assumed available memory where the system does not say (not Linux, no sysconf)."""
 
 
+MEMORY_LIMIT_HELP = (
+    "Memory the scorer may hold: bytes with a unit (e.g. 4G, 512M, 2GiB) or a percentage "
+    "of the memory available now. Dumps whose features exceed half of it are read from the "
+    "file block by block, and galleries whose distance rows do not fit are scored in "
+    "gallery blocks (streamed, exact: docs/scale.md)."
+)
+
+
+def memory_limit_option(command):
+    """Add ``--memory-limit`` (default ``50%``) to a click command, as ``memory_limit``."""
+    import click
+
+    return click.option(
+        "--memory-limit", default="50%", show_default=True, help=MEMORY_LIMIT_HELP
+    )(command)
+
+
 def available_memory() -> int:
     """Bytes of memory available now (Linux ``MemAvailable``; 4 GiB when unknown)."""
     from vireid_bench.dump import _memory_budget
