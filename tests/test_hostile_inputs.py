@@ -483,7 +483,7 @@ def test_interrupt_while_writing_keeps_the_previous_output(tmp_path, tiny_dump, 
     out.write_text("previous results\n")
 
     class InterruptedRename:
-        """``os`` as seen by vireid_bench.cli, with Ctrl-C arriving at the rename."""
+        """``os`` as seen by vireid_bench.files (atomic writes), with Ctrl-C at the rename."""
 
         def __getattr__(self, name):
             return getattr(os, name)
@@ -492,7 +492,7 @@ def test_interrupt_while_writing_keeps_the_previous_output(tmp_path, tiny_dump, 
         def replace(src, dst):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("vireid_bench.cli.os", InterruptedRename())
+    monkeypatch.setattr("vireid_bench.files.os", InterruptedRename())
     result = run_cli("score", tiny_dump, "-p", "cross", "-o", out)
     assert (result.exit_code, result.stderr) == (130, "interrupted\n"), result.output
     assert out.read_text() == "previous results\n"

@@ -285,15 +285,9 @@ def check_dumps(
 
 def write_expected(check: DumpCheck) -> None:
     """Write a check's freshly scored document as its expected file (atomically)."""
-    target = check.expected_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(check.document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from vireid_bench.files import write_text_atomic
+
+    write_text_atomic(check.expected_path, json.dumps(check.document, indent=2) + "\n")
 
 
 def _show(value: object) -> str:

@@ -6,11 +6,9 @@ toolkit errors itself (``error: ...`` on stderr, exit code 2), so it also works 
 
 from __future__ import annotations
 
-import os
-import warnings
-from pathlib import Path
-
 import click
+
+from vireid_bench.files import write_text_atomic
 
 
 class _InputError(click.ClickException):
@@ -28,15 +26,7 @@ def _write_csv(frame, out: str) -> None:
     if out == "-":
         click.echo(text, nl=False)
         return
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(out, text)
 
 
 @click.command("index")
@@ -71,24 +61,15 @@ def index_command(dataset: str, root: str, out: str, split: str) -> None:
     \b
       vireid-bench index sysu --root /data/SYSU-MM01 --out sysu-test.csv
     """
+    from vireid_bench.cli import _one_line_warnings
     from vireid_bench.datasets import DATASET_NAMES, INDEXERS
     from vireid_bench.errors import VireidBenchError
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
-        click.echo(f"warning: {message}", err=True)
-
-    previous = warnings.showwarning
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            for category in (ResourceWarning, DeprecationWarning, PendingDeprecationWarning):
-                warnings.simplefilter("ignore", category)
-            warnings.showwarning = show
+        with _one_line_warnings():
             frame = INDEXERS[dataset](root, split=split)
     except VireidBenchError as exc:
         raise _InputError(str(exc)) from exc
-    finally:
-        warnings.showwarning = previous
     _write_csv(frame, out)
     summary = (
         f"{len(frame)} images, {frame['pid'].nunique()} ids "
