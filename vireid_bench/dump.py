@@ -163,23 +163,34 @@ def _as_label_array(source: str, field_name: str, values: object, n: int | None)
 def _as_feature_array(source: str, field_name: str, values: object, n: int) -> np.ndarray:
     """Return ``values`` as C-contiguous float32 [N, D] with finite entries, or raise."""
     array = np.asarray(values)
-    if array.ndim != 2:
-        raise DumpError(source, field_name, f"expected a 2-D array [N, D], got shape {array.shape}")
-    if array.dtype.kind != "f":
-        raise DumpError(source, field_name, f"expected floating point, got dtype {array.dtype}")
-    if array.shape[0] != n:
-        raise DumpError(source, field_name, f"{array.shape[0]} rows do not match {n} images")
-    if array.shape[1] == 0:
-        raise DumpError(source, field_name, "feature dimension is 0")
+    _check_feature_layout(source, field_name, array.shape, array.dtype, n)
     array = np.ascontiguousarray(array, dtype=np.float32)
     finite_rows = np.isfinite(array).all(axis=1)
     if not finite_rows.all():
-        bad = int((~finite_rows).sum())
-        first = int(np.flatnonzero(~finite_rows)[0])
-        raise DumpError(
-            source, field_name, f"{bad} row(s) contain NaN or Inf (first at row {first})"
-        )
+        _raise_nonfinite(source, field_name, int((~finite_rows).sum()), _first(~finite_rows))
     return array
+
+
+def _first(flags: np.ndarray) -> int:
+    return int(np.flatnonzero(flags)[0])
+
+
+def _check_feature_layout(
+    source: str, field_name: str, shape: tuple[int, ...], dtype: np.dtype, n: int | None
+) -> None:
+    """Raise DumpError unless ``shape``/``dtype`` are a float [N, D>0] feature set (N = n)."""
+    if len(shape) != 2:
+        raise DumpError(source, field_name, f"expected a 2-D array [N, D], got shape {shape}")
+    if dtype.kind != "f":
+        raise DumpError(source, field_name, f"expected floating point, got dtype {dtype}")
+    if n is not None and shape[0] != n:
+        raise DumpError(source, field_name, f"{shape[0]} rows do not match {n} images")
+    if shape[1] == 0:
+        raise DumpError(source, field_name, "feature dimension is 0")
+
+
+def _raise_nonfinite(source: str, field_name: str, bad: int, first: int) -> None:
+    raise DumpError(source, field_name, f"{bad} row(s) contain NaN or Inf (first at row {first})")
 
 
 def _as_path_array(source: str, field_name: str, values: object, n: int) -> np.ndarray:
@@ -434,18 +445,24 @@ def _read_split(
     return validate_split(source, features=features, path=path, prefix=prefix, **arrays)
 
 
+@contextmanager
+def _reading_errors(source: str, field_name: str) -> Iterator[None]:
+    """Turn memory and h5py failures while reading ``field_name`` into a DumpError."""
+    try:
+        yield
+    except DumpError:
+        raise
+    except MemoryError as exc:
+        raise DumpError(source, field_name, "does not fit in memory") from exc
+    except _H5_ERRORS as exc:
+        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
+
+
 def _lazy_features(source: str, field_name: str, dataset) -> LazyFeatures:
     """Validate a feature dataset slab by slab and return a :class:`LazyFeatures` for it."""
-    try:
+    with _reading_errors(source, field_name):
         shape = tuple(int(n) for n in (dataset.shape or ()))
-        if len(shape) != 2:
-            raise DumpError(source, field_name, f"expected a 2-D array [N, D], got shape {shape}")
-        if dataset.dtype.kind != "f":
-            raise DumpError(
-                source, field_name, f"expected floating point, got dtype {dataset.dtype}"
-            )
-        if shape[1] == 0:
-            raise DumpError(source, field_name, "feature dimension is 0")
+        _check_feature_layout(source, field_name, shape, dataset.dtype, None)
         row_bytes = 4 * shape[1]
         budget = _memory_budget()
         if budget is not None and row_bytes > budget // 4:
@@ -464,18 +481,10 @@ def _lazy_features(source: str, field_name: str, dataset) -> LazyFeatures:
             finite = np.isfinite(slab).all(axis=1)
             if not finite.all():
                 if first_bad < 0:
-                    first_bad = start + int(np.flatnonzero(~finite)[0])
+                    first_bad = start + _first(~finite)
                 bad += int((~finite).sum())
         if bad:
-            raise DumpError(
-                source, field_name, f"{bad} row(s) contain NaN or Inf (first at row {first_bad})"
-            )
-    except DumpError:
-        raise
-    except MemoryError as exc:
-        raise DumpError(source, field_name, "does not fit in memory") from exc
-    except _H5_ERRORS as exc:
-        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
+            _raise_nonfinite(source, field_name, bad, first_bad)
     return LazyFeatures(source=source, field=field_name, shape=(shape[0], shape[1]))
 
 
@@ -486,15 +495,9 @@ def _read_dataset(source: str, field_name: str, dataset) -> np.ndarray:
     entry that is not UTF-8. The declared size is checked first
     (:func:`_check_declared_size`).
     """
-    try:
+    with _reading_errors(source, field_name):
         _check_declared_size(source, field_name, dataset)
         return np.asarray(dataset[()])
-    except DumpError:
-        raise
-    except MemoryError as exc:
-        raise DumpError(source, field_name, "does not fit in memory") from exc
-    except _H5_ERRORS as exc:
-        raise DumpError(source, field_name, f"cannot be read ({_h5_reason(exc)})") from exc
 
 
 def _open_read_only(source: str):

@@ -79,6 +79,15 @@ def _relation_key(same_cam: bool, same_pid: bool, same_mod: bool) -> int:
     return (4 if same_cam else 0) + (2 if same_pid else 0) + (1 if same_mod else 0)
 
 
+@njit(cache=True)
+def _is_true_match(j, uid, cam, mod, g_uid, g_cam, g_mod, excluded) -> bool:
+    """Whether pool image ``j`` (of the query's person id) is a true match in its gallery:
+    not the query itself and excluded by no clause."""
+    if g_uid[j] == uid:
+        return False
+    return not excluded[_relation_key(g_cam[j] == cam, True, g_mod[j] == mod)]
+
+
 def _collect_true_matches(
     rows, q_uid, q_pid, q_cam, q_mod, by_pid_pos, by_pid_pid, g_uid, g_cam, g_mod, excluded,
     union_cols, row_group, group_row0, group_col0, group_off, group_cols, table,
@@ -91,17 +100,14 @@ def _collect_true_matches(
     """
     m = q_uid.shape[0]
     counts = np.zeros(m, dtype=np.int64)
+    same_id_lo = np.searchsorted(by_pid_pid, q_pid, side="left")
+    same_id_hi = np.searchsorted(by_pid_pid, q_pid, side="right")
     for i in prange(m):
-        lo = np.searchsorted(by_pid_pid, q_pid[i], side="left")
-        hi = np.searchsorted(by_pid_pid, q_pid[i], side="right")
         c = 0
-        for t in range(lo, hi):
+        for t in range(same_id_lo[i], same_id_hi[i]):
             j = by_pid_pos[t]
-            if g_uid[j] == q_uid[i]:
-                continue
-            if excluded[_relation_key(g_cam[j] == q_cam[i], True, g_mod[j] == q_mod[i])]:
-                continue
-            c += 1
+            if _is_true_match(j, q_uid[i], q_cam[i], q_mod[i], g_uid, g_cam, g_mod, excluded):
+                c += 1
         counts[i] = c
     start = np.zeros(m + 1, dtype=np.int64)
     for i in range(m):
@@ -109,8 +115,6 @@ def _collect_true_matches(
     pos_j = np.empty(start[m], dtype=np.int64)
     pos_d = np.empty(start[m], dtype=table.dtype)
     for i in prange(m):
-        lo = np.searchsorted(by_pid_pid, q_pid[i], side="left")
-        hi = np.searchsorted(by_pid_pid, q_pid[i], side="right")
         r = rows[i]
         g = row_group[r]
         c0 = group_col0[g]
@@ -118,11 +122,9 @@ def _collect_true_matches(
         base = group_off[g] + (r - group_row0[g]) * (c1 - c0)
         a0 = start[i]
         c = a0
-        for t in range(lo, hi):
+        for t in range(same_id_lo[i], same_id_hi[i]):
             j = by_pid_pos[t]
-            if g_uid[j] == q_uid[i]:
-                continue
-            if excluded[_relation_key(g_cam[j] == q_cam[i], True, g_mod[j] == q_mod[i])]:
+            if not _is_true_match(j, q_uid[i], q_cam[i], q_mod[i], g_uid, g_cam, g_mod, excluded):
                 continue
             d = table[base + np.searchsorted(group_cols[c0:c1], union_cols[j])]
             # insertion into the sorted run (true matches per query are few)
