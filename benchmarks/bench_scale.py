@@ -35,6 +35,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -116,8 +117,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             warnings.simplefilter("ignore")
             # JIT (or cache load) outside the timing, on a tiny problem
             evaluate(
-                FeatureDump(**{**dump.__dict__, "splits": (make_split(200, 50, 8),),
-                               "feature_dims": {"f": 8}}),
+                replace(dump, splits=(make_split(200, 50, 8),), feature_dims={"f": 8}),
                 [preset],
                 query_modalities=["infrared"],
                 memory=MemoryOptions(gallery_block=64),
