@@ -96,7 +96,7 @@ def bench_model(config: dict, batch_ids: int, num_pos: int, device: torch.device
 def bench_data(config: dict, n: int = 64) -> float:
     """Images/s of JPEG decoding + training augmentation (one process)."""
     from vireid_bench.models.mixer.index import image_index
-    from vireid_bench.synth_images import write_synthetic_dataset
+    from vireid_bench.synth.images import write_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -6,11 +6,11 @@ Every measurement runs in a fresh subprocess (so its peak RSS is its own) on a s
 split built in memory: ``N`` images of ``N / 10`` identities, features = identity centre +
 noise, six cameras, cameras 3 and 6 infrared. Methods:
 
-* ``ours``: :func:`vireid_bench.scoring.evaluate` under ``--memory-limit`` (it picks row
+* ``ours``: :func:`vireid_bench.engine.scoring.evaluate` under ``--memory-limit`` (it picks row
   blocks or streamed gallery blocks), distances included;
 * ``matmul``: the float32 distance computation alone over the same rows and columns, in
   blocks of 2,048 query rows, results discarded: the physical floor;
-* ``numpy``: distances + :func:`vireid_bench.reference.numpy_score` (full stable argsort
+* ``numpy``: distances + :func:`vireid_bench.engine.reference.numpy_score` (full stable argsort
   and boolean masks per query, as public VI-ReID scripts evaluate), in query blocks;
 * ``torchreid``: a full distance matrix + torchreid 0.2.5's ``evaluate_rank`` (Python
   path; the registry wheel ships no Cython), only when torchreid is importable. Install it
@@ -45,7 +45,7 @@ SCAN_QUICK = {512: (1_000, 10_000, 50_000), 2048: (1_000, 10_000)}
 
 def make_split(n_images: int, n_queries: int, dim: int, seed: int = 0):
     """A synthetic split: the first ``n_queries`` images infrared, the rest visible."""
-    from vireid_bench.dump import FeatureSplit
+    from vireid_bench.io.dump import FeatureSplit
 
     rng = np.random.default_rng(seed)
     ids = max(2, n_images // 10)
@@ -89,9 +89,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     """One method on one problem (in this process): seconds, peak RSS, mAP."""
     import warnings
 
-    from vireid_bench.dump import FeatureDump
-    from vireid_bench.protocol import builtin_presets
-    from vireid_bench.scoring import MemoryOptions, evaluate
+    from vireid_bench.engine.scoring import MemoryOptions, evaluate
+    from vireid_bench.io.dump import FeatureDump
+    from vireid_bench.protocol.presets import builtin_presets
 
     split = make_split(args.n, args.q, args.dim)
     features_mb = split.features["f"].nbytes / 1024**2
@@ -110,7 +110,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             splits=(split,),
             feature_dims={"f": args.dim},
         )
-        from vireid_bench.memory import parse_memory_limit
+        from vireid_bench.io.memory import parse_memory_limit
 
         memory = MemoryOptions(limit=parse_memory_limit(args.memory_limit))
         with warnings.catch_warnings():
@@ -142,7 +142,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         result["peak_rss_mb"] = _peak_rss_mb()
         return result
     if args.method == "numpy":
-        from vireid_bench.reference import numpy_score
+        from vireid_bench.engine.reference import numpy_score
 
         clauses = preset.clause_codes()
         start = time.perf_counter()

@@ -6,8 +6,8 @@ For each problem (synthetic features and labels), three timings, each the median
 ``--repeats`` runs, on the same query blocks:
 
 * ``matmul``: the distance computation alone (float32 BLAS), the physical floor;
-* ``numba``: distances + :func:`vireid_bench.kernels.score_queries` (sort-free counting);
-* ``numpy``: distances + :func:`vireid_bench.reference.numpy_score` (full stable argsort per
+* ``numba``: distances + :func:`vireid_bench.engine.kernels.score_queries` (sort-free counting);
+* ``numpy``: distances + :func:`vireid_bench.engine.reference.numpy_score` (full stable argsort per
   query and boolean masks, as public VI-ReID scripts evaluate).
 
 It checks that both paths agree (ranks exactly, AP/INP to 1e-9) and prints a table of
@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from vireid_bench.kernels import score_queries
-from vireid_bench.protocol import builtin_presets
-from vireid_bench.reference import numpy_score
+from vireid_bench.engine.kernels import score_queries
+from vireid_bench.engine.reference import numpy_score
+from vireid_bench.protocol.presets import builtin_presets
 
 PROBLEMS = {
     "SYSU-sized 3,803 x 6,000, D=2048": (3803, 6000, 2048, 96),

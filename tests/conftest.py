@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vireid_bench.dump import write_dump
-from vireid_bench.synth import write_synth_dump
+from vireid_bench.io.dump import write_dump
+from vireid_bench.synth.dumps import write_synth_dump
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid_bench.dump import FeatureSplit, write_dump
+from vireid_bench.io.dump import FeatureSplit, write_dump
 
 
 def touch(path: Path) -> None:

@@ -8,9 +8,9 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from vireid_bench.check import compare_results, row_key
-from vireid_bench.cli_results import check_command
-from vireid_bench.synth import write_synth_dump
+from vireid_bench.cli.check import check_command
+from vireid_bench.results.check import compare_results, row_key
+from vireid_bench.synth.dumps import write_synth_dump
 
 
 @pytest.fixture
@@ -171,8 +171,8 @@ def test_check_and_leaderboard_under_a_small_memory_limit(tmp_path):
     """
     import numpy as np
 
-    from vireid_bench.cli_results import leaderboard_command
-    from vireid_bench.dump import write_dump
+    from vireid_bench.cli.leaderboard import leaderboard_command
+    from vireid_bench.io.dump import write_dump
 
     rng = np.random.default_rng(0)
     n = 700

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vireid_bench.cli import cli
-from vireid_bench.scoring import RESULT_KEYS, score
+from vireid_bench.cli.main import cli
+from vireid_bench.engine.scoring import RESULT_KEYS, score
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_score_table_csv_markdown(runner, tiny_dump, tmp_path):
 
 
 def test_trials_show_mean_and_std(runner, tmp_path):
-    from vireid_bench.dump import FeatureSplit, write_dump
+    from vireid_bench.io.dump import FeatureSplit, write_dump
 
     rng = np.random.default_rng(0)
     splits = [
@@ -95,7 +95,7 @@ def test_bad_input_exits_2_with_one_line(runner, tiny_dump, tmp_path, args, mess
 
 
 def test_named_inapplicable_protocol_fails_but_all_lists_it(runner, tmp_path):
-    from vireid_bench.dump import write_dump
+    from vireid_bench.io.dump import write_dump
 
     path = write_dump(
         tmp_path / "one.h5",
@@ -125,7 +125,7 @@ def test_protocols_and_inspect(runner, tiny_dump):
 
 
 def test_inspect_reports_findings(runner, tmp_path):
-    from vireid_bench.dump import write_dump
+    from vireid_bench.io.dump import write_dump
 
     features = np.random.default_rng(0).normal(size=(4, 3))
     features[3] = features[2]
@@ -199,7 +199,7 @@ def test_installed_console_script(tiny_dump):
 
 
 def test_sysu_options_reach_the_convention(runner, tmp_path, tiny_dump):
-    from vireid_bench.synth import write_synth_dump
+    from vireid_bench.synth.dumps import write_synth_dump
 
     sysu = write_synth_dump(tmp_path / "s.h5", ids=6, per_cam=3, dim=16, dataset="sysu-mm01")
     args = ["score", str(sysu), "-p", "cross", "--trials", "2", "-f", "json"]
@@ -221,7 +221,7 @@ def test_llcm_v2i_rule_from_the_command_line(runner):
     deen = json.loads(runner.invoke(cli, args).stdout)["results"][0]
     literal = json.loads(runner.invoke(cli, [*args, "--llcm-v2i", "visible-queries"]).stdout)
     literal = literal["results"][0]
-    from vireid_bench.dump import load_dump
+    from vireid_bench.io.dump import load_dump
 
     split = load_dump(dump).splits[0]
     assert literal["queries"] == int((split.modality == 0).sum())

@@ -7,12 +7,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vireid_bench.cli_results import compare_command
-from vireid_bench.dump import load_dump
+from vireid_bench.cli.compare import compare_command
+from vireid_bench.engine.scoring import evaluate
+from vireid_bench.io.dump import load_dump
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.scoring import evaluate
-from vireid_bench.stats import CompareError, compare_evaluations
-from vireid_bench.synth import SynthStrengths, write_synth_dump
+from vireid_bench.results.stats import CompareError, compare_evaluations
+from vireid_bench.synth.dumps import SynthStrengths, write_synth_dump
 
 CAMS = "1,2:visible,3,4:infrared"
 

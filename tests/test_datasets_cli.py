@@ -7,9 +7,9 @@ import pandas as pd
 from click.testing import CliRunner
 from dataset_trees import dump_from_table, make_llcm, make_regdb, make_sysu
 
-from vireid_bench.datasets.cli import index_command
-from vireid_bench.gallery import dataset_presets
-from vireid_bench.scoring import score
+from vireid_bench.cli.index import index_command
+from vireid_bench.engine.scoring import score
+from vireid_bench.protocol.conventions import dataset_presets
 
 
 def test_index_writes_the_csv_a_dump_is_written_from(tmp_path):

@@ -17,12 +17,12 @@ from dataset_trees import (
     random_llcm_counts,
 )
 
-from vireid_bench.datasets import LLCMConvention, index_llcm
-from vireid_bench.dump import INFRARED, VISIBLE, load_dump
+from vireid_bench.engine.scoring import evaluate, score
 from vireid_bench.errors import DatasetError, ProtocolError
-from vireid_bench.gallery import get_convention
+from vireid_bench.io.dump import INFRARED, VISIBLE, load_dump
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.scoring import evaluate, score
+from vireid_bench.protocol.conventions import get_convention
+from vireid_bench.protocol.datasets import LLCMConvention, index_llcm
 
 # ----------------------------------------------------------------------------- indexer
 
@@ -303,7 +303,7 @@ def test_mixed_pool_and_cross_rule(random_llcm):
 
 
 def test_camera_lists_are_deens():
-    from vireid_bench.datasets import llcm
+    from vireid_bench.protocol.datasets import llcm
 
     for mode, cameras in ((1, llcm.VISIBLE_CAMERAS), (2, llcm.INFRARED_CAMERAS)):
         assert [int(c.rsplit("cam", 1)[1]) for c in DEEN_CAMERAS[mode]] == list(cameras)

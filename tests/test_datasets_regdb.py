@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from dataset_trees import make_regdb, regdb_dump
 
-from vireid_bench.datasets import index_regdb
-from vireid_bench.dump import INFRARED, VISIBLE, FeatureSplit, load_dump, write_dump
+from vireid_bench.engine.scoring import score
 from vireid_bench.errors import DatasetError, DumpError
-from vireid_bench.gallery import get_convention
+from vireid_bench.io.dump import INFRARED, VISIBLE, FeatureSplit, load_dump, write_dump
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.scoring import score
+from vireid_bench.protocol.conventions import get_convention
+from vireid_bench.protocol.datasets import index_regdb
 
 
 def _splits(rng, trials=range(1, 11), n_ids=22, per_id=2):

@@ -15,12 +15,12 @@ from dataset_trees import (
     write_rand_perm,
 )
 
-from vireid_bench.datasets import SYSUConvention, index_sysu, load_rand_perm
-from vireid_bench.dump import INFRARED, VISIBLE, load_dump, write_dump
+from vireid_bench.engine.scoring import evaluate, score
 from vireid_bench.errors import DatasetError, DumpError, ProtocolError
-from vireid_bench.gallery import get_convention
+from vireid_bench.io.dump import INFRARED, VISIBLE, load_dump, write_dump
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.scoring import evaluate, score
+from vireid_bench.protocol.conventions import get_convention
+from vireid_bench.protocol.datasets import SYSUConvention, index_sysu, load_rand_perm
 
 # ----------------------------------------------------------------------------- indexer
 
@@ -558,7 +558,7 @@ def test_the_score_command_prints_the_agw_numbers(random_sysu):
 
     from click.testing import CliRunner
 
-    from vireid_bench.cli import cli
+    from vireid_bench.cli.main import cli
 
     root, _, dump_path, feature_of = random_sysu
     args = ["score", str(dump_path), "-p", "sysu-all-single", "--query-modality", "infrared"]

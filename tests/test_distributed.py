@@ -18,13 +18,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("distributed", reason="dask is not installed (pip install '.[dist]')")
 
-from vireid_bench.cli import cli  # noqa: E402
-from vireid_bench.distributed import ScoreRequest, dask_client, evaluate_on_dask  # noqa: E402
-from vireid_bench.dump import load_dump  # noqa: E402
+from vireid_bench.cli.main import cli  # noqa: E402
+from vireid_bench.engine.distributed import ScoreRequest, dask_client, evaluate_on_dask  # noqa: E402
+from vireid_bench.engine.scheduler import Scheduler  # noqa: E402
+from vireid_bench.engine.scoring import MemoryOptions, evaluate  # noqa: E402
 from vireid_bench.errors import VireidBenchError  # noqa: E402
+from vireid_bench.io.dump import load_dump  # noqa: E402
 from vireid_bench.protocol import resolve_presets  # noqa: E402
-from vireid_bench.scheduler import Scheduler  # noqa: E402
-from vireid_bench.scoring import MemoryOptions, evaluate  # noqa: E402
 
 DUMPS = Path(__file__).resolve().parent.parent / "feature_dumps"
 ARRAYS = ("first_rank", "ap", "inp", "n_pos", "n_gallery")

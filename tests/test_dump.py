@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from vireid_bench.dump import FeatureSplit, load_dump, write_dump
 from vireid_bench.errors import DumpError
+from vireid_bench.io.dump import FeatureSplit, load_dump, write_dump
 
 RNG = np.random.default_rng(0)
 N = 8

@@ -25,9 +25,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.cli import Terminated, cli
-from vireid_bench.dump import FeatureSplit, load_dump, write_dump
+from vireid_bench.cli.common import Terminated
+from vireid_bench.cli.main import cli
 from vireid_bench.errors import DumpError
+from vireid_bench.io.dump import FeatureSplit, load_dump, write_dump
 from vireid_bench.protocol import PROTOCOL_VERSION
 
 FUZZ = settings(
@@ -339,14 +340,14 @@ def test_empty_dataset_and_zero_dimension(tmp_path):
 def test_declared_size_rule_uses_available_memory(tmp_path, monkeypatch):
     """Rule: elements x max(itemsize, 4) bytes must fit in the memory available now."""
     path = write_good(tmp_path / "d.h5")
-    monkeypatch.setattr("vireid_bench.dump._memory_budget", lambda: 64)
+    monkeypatch.setattr("vireid_bench.io.memory.memory_budget", lambda: 64)
     with pytest.raises(
         DumpError,
         match=r"declared shape \(8, 4\) needs 128 B, more than the 64 B of memory available",
     ) as info:
         load_dump(path)
     assert info.value.field == "features/z_e"
-    monkeypatch.setattr("vireid_bench.dump._memory_budget", lambda: None)  # unknown: no cap
+    monkeypatch.setattr("vireid_bench.io.memory.memory_budget", lambda: None)  # unknown: no cap
     assert load_dump(path).splits[0].n_images == N
 
 
@@ -483,7 +484,7 @@ def test_interrupt_while_writing_keeps_the_previous_output(tmp_path, tiny_dump, 
     out.write_text("previous results\n")
 
     class InterruptedRename:
-        """``os`` as seen by vireid_bench.files (atomic writes), with Ctrl-C at the rename."""
+        """``os`` as seen by vireid_bench.io.files (atomic writes), with Ctrl-C at the rename."""
 
         def __getattr__(self, name):
             return getattr(os, name)
@@ -492,7 +493,7 @@ def test_interrupt_while_writing_keeps_the_previous_output(tmp_path, tiny_dump, 
         def replace(src, dst):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("vireid_bench.files.os", InterruptedRename())
+    monkeypatch.setattr("vireid_bench.io.files.os", InterruptedRename())
     result = run_cli("score", tiny_dump, "-p", "cross", "-o", out)
     assert (result.exit_code, result.stderr) == (130, "interrupted\n"), result.output
     assert out.read_text() == "previous results\n"
@@ -513,7 +514,7 @@ def test_interrupt_while_parsing_the_command_line(monkeypatch, tiny_dump, exc, c
 
 
 def test_interrupted_figure_save_keeps_the_previous_figure(tmp_path):
-    from vireid_bench.plots import save_figure
+    from vireid_bench.results.plots import save_figure
 
     class HalfWrittenFigure:
         def savefig(self, path, **options):
@@ -540,7 +541,7 @@ def _cpu_seconds(pid: int) -> float | None:
 @pytest.fixture(scope="module")
 def big_dump(tmp_path_factory):
     """~12k images: `score --protocol all` runs well over ten seconds on two cores."""
-    from vireid_bench.synth import write_synth_dump
+    from vireid_bench.synth.dumps import write_synth_dump
 
     return write_synth_dump(tmp_path_factory.mktemp("big") / "big.h5", ids=200, dim=32, seed=0)
 

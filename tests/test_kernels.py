@@ -10,9 +10,9 @@ from brute_force import score_query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.kernels import score_queries
-from vireid_bench.protocol import builtin_presets
-from vireid_bench.reference import numpy_score
+from vireid_bench.engine.kernels import score_queries
+from vireid_bench.engine.reference import numpy_score
+from vireid_bench.protocol.presets import builtin_presets
 
 V, I = 0, 1  # noqa: E741 - the field's letters for visible and infrared
 

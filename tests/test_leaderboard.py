@@ -11,9 +11,11 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from vireid_bench.cli_results import leaderboard_command
-from vireid_bench.dump import load_dump
-from vireid_bench.leaderboard import (
+from vireid_bench.cli.leaderboard import leaderboard_command
+from vireid_bench.engine.scoring import evaluate
+from vireid_bench.io.dump import load_dump
+from vireid_bench.protocol import resolve_presets
+from vireid_bench.results.leaderboard import (
     Column,
     Leaderboard,
     LeaderboardError,
@@ -25,10 +27,8 @@ from vireid_bench.leaderboard import (
     resolve_sort_key,
     results_from_leaderboard_csv,
 )
-from vireid_bench.protocol import resolve_presets
-from vireid_bench.report import render_json
-from vireid_bench.scoring import evaluate
-from vireid_bench.synth import SynthStrengths, write_synth_dump
+from vireid_bench.results.report import render_json
+from vireid_bench.synth.dumps import SynthStrengths, write_synth_dump
 
 CAMS = "1,2:visible,3,4:infrared"
 
@@ -409,8 +409,8 @@ def test_leaderboard_from_score_json_keeps_the_dump_sha256(tmp_path):
     """`score -f json` records the dump's SHA-256; a leaderboard built from it shows it."""
     from click.testing import CliRunner
 
-    from vireid_bench.cli import cli
-    from vireid_bench.leaderboard import file_sha256
+    from vireid_bench.cli.main import cli
+    from vireid_bench.results.leaderboard import file_sha256
 
     dump = "feature_dumps/synth-regdb.h5"
     scored = tmp_path / "scored.json"

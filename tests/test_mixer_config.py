@@ -100,7 +100,7 @@ def test_override_syntax():
 
 def test_cli_modules_do_not_import_torch():
     code = (
-        "import sys, vireid_bench.models.mixer.cli, vireid_bench.synth_images; "
+        "import sys, vireid_bench.cli.mixer, vireid_bench.synth.images; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -109,7 +109,7 @@ def test_cli_modules_do_not_import_torch():
 def test_missing_torch_gives_a_one_line_install_hint(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from vireid_bench.models.mixer.cli import mixer_group
+    from vireid_bench.cli.mixer import mixer_group
 
     monkeypatch.setitem(sys.modules, "torch", None)
     result = CliRunner().invoke(

@@ -15,17 +15,17 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from vireid_bench.dump import load_dump  # noqa: E402
-from vireid_bench.models.mixer.cli import mixer_group  # noqa: E402
+from vireid_bench.cli.mixer import mixer_group  # noqa: E402
+from vireid_bench.cli.synth_images import synth_images_command  # noqa: E402
+from vireid_bench.engine.scoring import score  # noqa: E402
+from vireid_bench.io.dump import load_dump  # noqa: E402
+from vireid_bench.io.inspection import dump_findings  # noqa: E402
 from vireid_bench.models.mixer.data import (  # noqa: E402
     ImageListDataset,
     collate,
     train_transforms,
 )
 from vireid_bench.models.mixer.index import image_index  # noqa: E402
-from vireid_bench.scoring import score  # noqa: E402
-from vireid_bench.summary import dump_findings  # noqa: E402
-from vireid_bench.synth_images import synth_images_command  # noqa: E402
 
 SMALL = ["--config", "synth-small", "--size", "64x32", "--batch-ids", "3", "--num-pos", "2"]
 
@@ -239,7 +239,7 @@ def test_input_errors_are_one_line(data_root, tmp_path):
 
 
 def test_dump_passes_inspect_and_scores_from_the_command_line(dump_path):
-    from vireid_bench.cli import cli
+    from vireid_bench.cli.main import cli
 
     inspected = CliRunner().invoke(cli, ["inspect", str(dump_path)])
     assert inspected.exit_code == 0, inspected.output

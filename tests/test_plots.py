@@ -10,13 +10,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("matplotlib")
 
-from vireid_bench import plots  # noqa: E402
-from vireid_bench.cli_results import plot_command  # noqa: E402
-from vireid_bench.dump import load_dump, write_dump  # noqa: E402
-from vireid_bench.leaderboard import setting_key  # noqa: E402
+from vireid_bench.cli.plot import plot_command  # noqa: E402
+from vireid_bench.engine.scoring import RANKS, evaluate  # noqa: E402
+from vireid_bench.io.dump import load_dump, write_dump  # noqa: E402
 from vireid_bench.protocol import resolve_presets  # noqa: E402
-from vireid_bench.scoring import RANKS, evaluate  # noqa: E402
-from vireid_bench.synth import write_synth_dump  # noqa: E402
+from vireid_bench.results import plots  # noqa: E402
+from vireid_bench.results.leaderboard import setting_key  # noqa: E402
+from vireid_bench.synth.dumps import write_synth_dump  # noqa: E402
 
 CAMS = "1,2:visible,3,4:infrared"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vireid_bench.reported import load_reported, reported_datasets
+from vireid_bench.results.reported import load_reported, reported_datasets
 
 
 def _cell(dataset, model, setting, variant, query, metric):

@@ -12,12 +12,17 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.cli import cli
-from vireid_bench.dump import MODALITY_CODES, load_dump
+from vireid_bench.cli.main import cli
+from vireid_bench.engine.rerank import (
+    AIMBase,
+    KReciprocalGallery,
+    KReciprocalJoint,
+    k_reciprocal_joint,
+)
+from vireid_bench.engine.scoring import evaluate
 from vireid_bench.errors import ProtocolError
+from vireid_bench.io.dump import MODALITY_CODES, load_dump
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.rerank import AIMBase, KReciprocalGallery, KReciprocalJoint, k_reciprocal_joint
-from vireid_bench.scoring import evaluate
 
 # ---------------------------------------------------------------------------------------
 # plain references, written from the definitions (loops and sets, no shared code)

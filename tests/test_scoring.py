@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from brute_force import score_query
 
-from vireid_bench.dump import FeatureSplit, load_dump, write_dump
+from vireid_bench.engine.scoring import METRICS, evaluate, score
 from vireid_bench.errors import DumpError, EmptyEvaluationError, ProtocolError
+from vireid_bench.io.dump import FeatureSplit, load_dump, write_dump
 from vireid_bench.protocol import builtin_presets, resolve_presets
-from vireid_bench.scoring import METRICS, evaluate, score
 
 
 def brute_force_rows(

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vireid_bench.stats import bootstrap_ci, holm, mean_over_trials, permutation_test
+from vireid_bench.results.stats import bootstrap_ci, holm, mean_over_trials, permutation_test
 
 
 def test_identical_models_have_p_value_one_and_a_zero_interval():

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.cli import cli
-from vireid_bench.dump import FeatureSplit, LazyFeatures, load_dump, write_dump
+from vireid_bench.cli.main import cli
+from vireid_bench.engine.scoring import MemoryOptions, _streamed_blocks, evaluate
 from vireid_bench.errors import DumpError, VireidBenchError
-from vireid_bench.memory import parse_memory_limit
+from vireid_bench.io.dump import FeatureSplit, LazyFeatures, load_dump, write_dump
+from vireid_bench.io.memory import parse_memory_limit
 from vireid_bench.protocol import builtin_presets, resolve_presets
-from vireid_bench.scoring import MemoryOptions, _streamed_blocks, evaluate
 
 PER_QUERY = ("first_rank", "n_pos", "n_gallery", "ap", "inp")
 
@@ -176,7 +176,7 @@ def test_lazy_features_read_in_slabs(tmp_path, monkeypatch):
     eager = load_dump(path).splits[0].features["default"]
     lazy = load_dump(path, lazy=True).splits[0].features["default"]
     assert isinstance(lazy, LazyFeatures) and lazy.shape == eager.shape
-    monkeypatch.setattr("vireid_bench.dump.LAZY_READ_BYTES", 3 * 4 * eager.shape[1])
+    monkeypatch.setattr("vireid_bench.io.dump.LAZY_READ_BYTES", 3 * 4 * eager.shape[1])
     rows = np.array([0, 1, 2, 3, 9, 10, 31, 49])
     np.testing.assert_array_equal(lazy.read_rows(rows), eager[rows])
     assert lazy.read_rows(np.array([], dtype=np.int64)).shape == (0, eager.shape[1])

@@ -10,12 +10,12 @@ pytest.importorskip("PIL")
 
 from PIL import Image  # noqa: E402
 
+from vireid_bench.cli.synth_images import synth_images_command  # noqa: E402
 from vireid_bench.models.mixer.index import image_index  # noqa: E402
-from vireid_bench.synth_images import (  # noqa: E402
+from vireid_bench.synth.images import (  # noqa: E402
     make_camera,
     make_identity,
     render,
-    synth_images_command,
     write_synthetic_dataset,
 )
 

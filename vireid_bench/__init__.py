@@ -30,15 +30,15 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in ("score", "evaluate"):
-        from vireid_bench import scoring
+        from vireid_bench.engine import scoring  # lazy: `import vireid_bench` stays light
 
         return getattr(scoring, name)
     if name in ("load_dump", "write_dump"):
-        from vireid_bench import dump
+        from vireid_bench.io import dump  # lazy: `import vireid_bench` stays light
 
         return getattr(dump, name)
     if name in ("resolve_presets", "builtin_presets"):
-        from vireid_bench import protocol
+        from vireid_bench import protocol  # lazy: `import vireid_bench` stays light
 
         return getattr(protocol, name)
     raise AttributeError(f"module 'vireid_bench' has no attribute {name!r}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vireid_bench.dump import write_dump
+from vireid_bench.io.dump import write_dump
 from vireid_bench.models.mixer.data import ImageListDataset, collate, test_transform
 from vireid_bench.models.mixer.index import image_index
 from vireid_bench.models.mixer.model import MixER

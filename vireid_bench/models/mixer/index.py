@@ -1,7 +1,7 @@
 """Image lists for training and extraction: DataFrames with ``path, pid, cam, modality``.
 
 :func:`image_index` is the single place where the model asks for a dataset's images. It
-calls the dataset indexers of :mod:`vireid_bench.datasets` (``index_sysu``,
+calls the dataset indexers of :mod:`vireid_bench.protocol.datasets` (``index_sysu``,
 ``index_regdb``, ``index_llcm``), so a dump written by the extractor lists the test images
 in exactly the order and with exactly the labels the scoring conventions expect.
 """
@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from vireid_bench.errors import DatasetError
+from vireid_bench.protocol.datasets import index_llcm, index_regdb, index_sysu
 
 SPLITS = ("train", "test")
 COLUMNS = ("path", "pid", "cam", "modality")
@@ -34,8 +37,6 @@ def image_index(dataset: str, root: str | Path, split: str, trial: int = 1):
     Raises:
         DatasetError: (a ``ValueError``) naming a missing file or folder, or an empty split.
     """
-    from vireid_bench.datasets import index_llcm, index_regdb, index_sysu
-    from vireid_bench.errors import DatasetError
 
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r} (valid: {', '.join(SPLITS)})")

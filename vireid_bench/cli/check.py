@@ -1,0 +1,106 @@
+"""``vireid-bench check``: rescore stored dumps against their expected results.
+
+Exit 1 when a number moved (the regression code), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import click
+
+from vireid_bench.cli.common import (
+    EXIT_REGRESSION,
+    ToolkitCommand,
+    one_line_warnings,
+    toolkit_version,
+)
+from vireid_bench.cli.options import memory_limit_option, memory_options, scheduler_options
+from vireid_bench.engine.scheduler import scheduler_from_options
+
+
+@click.command("check", cls=ToolkitCommand)
+@click.argument("folder", type=click.Path(file_okay=False), default="feature_dumps", required=False)
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Rewrite the expected files with the current results and print what changed.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="Absolute tolerance on metrics in percent (and their std over trials).",
+)
+@click.option(
+    "--expected",
+    "expected_dir",
+    type=click.Path(file_okay=False),
+    help="Folder of expected files (default: FOLDER/expected).",
+)
+@memory_limit_option
+@scheduler_options
+def check_command(
+    folder: str,
+    update: bool,
+    tolerance: float,
+    expected_dir: str | None,
+    memory_limit: str,
+    scheduler: str,
+    scheduler_address: str | None,
+    dask_workers: int,
+    dask_block_queries: int,
+    dask_timeout: float,
+) -> None:
+    """Rescore stored feature dumps and compare with their expected results.
+
+    Every FOLDER/*.h5 is scored under every preset and compared with
+    FOLDER/expected/<name>.json: metrics within --tolerance, counts and statuses exactly.
+    Prints a table of every cell that moved and exits 1 on any difference (0 when all
+    match). With --update, rewrites the expected files of the dumps that changed (or have
+    none yet), prints what changed, and exits 0: review that diff and commit it, saying why
+    the numbers moved. With '--scheduler dask' every dump is scored at once on a Dask
+    cluster (docs/scale.md).
+    """
+    # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.results import check as chk
+
+    chosen = scheduler_from_options(
+        scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
+    )
+    with one_line_warnings():
+        report = chk.check_dumps(
+            folder,
+            version=toolkit_version(),
+            tolerance=tolerance,
+            expected_dir=expected_dir,
+            scheduler=chosen,
+            memory=memory_options(memory_limit),
+        )
+    for note in report.notes + [n for c in report.checks for n in c.notes]:
+        click.echo(f"note: {note}", err=True)
+    for check in report.checks:
+        state = "ok" if not check.differences else f"{len(check.differences)} cell(s) moved"
+        if check.expected_missing:
+            state = f"no expected file {check.expected_path}"
+        if update and check.needs_update:
+            state = f"updated {check.expected_path} ({len(check.differences)} cell(s) changed)"
+        click.echo(f"{check.dump}: {check.settings} setting(s): {state}")
+    differences = report.differences
+    if differences:
+        click.echo("")
+        click.echo(chk.difference_table(differences))
+    if update:
+        stale = [check for check in report.checks if check.needs_update]
+        for check in stale:
+            chk.write_expected(check)
+        click.echo(f"\nupdated {len(stale)} expected file(s)")
+        return
+    if differences:
+        click.echo(
+            f"\n{len(differences)} cell(s) moved (tolerance {tolerance:g}). If the change is "
+            f"deliberate: vireid-bench check {folder} --update, then commit the expected files "
+            "with the reason.",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+    click.echo(f"all {len(report.checks)} dump(s) match their expected results")

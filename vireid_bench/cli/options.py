@@ -1,0 +1,90 @@
+"""Click option decorators shared by several commands (one definition each).
+
+Light to import: click, :mod:`vireid_bench.io.memory` and :mod:`vireid_bench.engine.scheduler`
+use only the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vireid_bench.engine.scheduler import (
+    DEFAULT_BLOCK_QUERIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    SCHEDULERS,
+)
+from vireid_bench.io.memory import MEMORY_LIMIT_HELP, parse_memory_limit
+
+
+def memory_limit_option(command):
+    """Add ``--memory-limit`` (default ``50%``) to a click command, as ``memory_limit``."""
+    return click.option(
+        "--memory-limit", default="50%", show_default=True, help=MEMORY_LIMIT_HELP
+    )(command)
+
+
+
+def scheduler_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--scheduler``, ``--scheduler-address``, ``--dask-*`` options to a command.
+
+    The command receives them as ``scheduler``, ``scheduler_address``, ``dask_workers``,
+    ``dask_block_queries`` and ``dask_timeout``; :func:`scheduler_from_options` makes the
+    :class:`Scheduler`.
+    """
+    options = [
+        click.option(
+            "--scheduler",
+            type=click.Choice(SCHEDULERS),
+            default="local",
+            show_default=True,
+            help="Where to score: 'local' in this process, or 'dask': query blocks, trials "
+            "and dumps are sharded over a Dask cluster and merged (same numbers; needs "
+            "pip install 'vireid-bench[dist]'). See docs/scale.md.",
+        ),
+        click.option(
+            "--scheduler-address",
+            metavar="ADDRESS",
+            help="With --scheduler dask: the Dask scheduler to use (tcp://host:8786); the "
+            "dumps must be at the same path on every worker. Default: start a LocalCluster.",
+        ),
+        click.option(
+            "--dask-workers",
+            type=click.IntRange(min=1),
+            default=DEFAULT_WORKERS,
+            show_default=True,
+            help="Worker processes of the LocalCluster started when no --scheduler-address.",
+        ),
+        click.option(
+            "--dask-block-queries",
+            type=click.IntRange(min=1),
+            default=DEFAULT_BLOCK_QUERIES,
+            show_default=True,
+            help="Most queries of one trial in one Dask task (smaller: more, finer tasks).",
+        ),
+        click.option(
+            "--dask-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for the scheduler at --scheduler-address.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated option value into its non-empty, stripped parts."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def memory_options(memory_limit: str):
+    """The :class:`~vireid_bench.engine.scoring.MemoryOptions` a ``--memory-limit`` asks for."""
+    from vireid_bench.engine.scoring import MemoryOptions  # lazy: keeps --help light
+
+    return MemoryOptions(limit=parse_memory_limit(memory_limit))

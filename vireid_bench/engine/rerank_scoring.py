@@ -1,0 +1,323 @@
+"""Scoring with re-ranking: ``evaluate(..., rerank="k-reciprocal" | "aim")``.
+
+The exclusion rule comes first (docs/rerank.md): for a query ``q`` of a plan, its gallery
+``G_q`` is the pool minus ``q`` minus every image an exclusion clause matches, and the
+re-ranked distances of ``q`` are computed on ``{q} + G_q`` only, one probe at a time, so an
+excluded image, or another query, never influences them. Queries whose galleries are the
+same set of pool positions form a group; what depends on the gallery alone is computed
+once per group (:class:`~vireid_bench.engine.rerank.KReciprocalGallery`,
+:class:`~vireid_bench.engine.rerank.AIMBase`). When queries that lie in the pool have distinct
+galleries but the same ``{q} + G_q`` (setting ``mix``: ``G_q`` is the pool minus ``q``),
+that joint set is shared instead (:class:`~vireid_bench.engine.rerank.KReciprocalJoint`; AIM
+leaves the probe out of its base set), which gives the same numbers.
+
+The metrics then come from :func:`vireid_bench.engine.kernels.score_queries` on the re-ranked
+distances with the usual clauses: excluded pool images get ``+inf`` and are excluded by the
+kernel as before, so ``n_gallery`` and the tie rule (pool order) are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from vireid_bench.engine.distances import distance_block, prepared_features
+from vireid_bench.engine.kernels import empty_query_scores, exclusion_table, score_queries
+from vireid_bench.engine.plans import PlanScores, split_jobs
+from vireid_bench.engine.rerank import (
+    KR_DEFAULTS,
+    AIMBase,
+    KReciprocalGallery,
+    KReciprocalJoint,
+    check_params,
+)
+from vireid_bench.errors import ProtocolError
+from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
+from vireid_bench.protocol.datasets.sysu import parse_variant
+
+METHODS = ("k-reciprocal", "aim")
+#: AIM's k1/k2 in the SAAI code (engine/__init__.py): SYSU-MM01 by (mode, shots), RegDB.
+AIM_SYSU = {("all", 1): (4, 1), ("indoor", 1): (2, 2)}
+AIM_SYSU_MULTI = (20, 6)
+AIM_REGDB = (8, 2)
+#: no SAAI value for other datasets (LLCM...): SAAI's multi-shot values, also KR's k1/k2.
+AIM_OTHER = (20, 6)
+
+
+def validate(method: str, params: Mapping[str, object] | None, distance: str) -> dict:
+    """Check a re-ranking request; return its explicit parameters.
+
+    Raises:
+        ProtocolError: unknown method or parameter, a bad value, or AIM with a
+            distance other than cosine (AIM is defined on cosine similarities).
+    """
+    if method not in METHODS:
+        raise ProtocolError(f"unknown re-ranking {method!r} (valid: {', '.join(METHODS)})")
+    params = {k: v for k, v in dict(params or {}).items() if v is not None}
+    allowed = ("k1", "k2", "lambda") if method == "k-reciprocal" else ("k1", "k2")
+    for key in params:
+        if key not in allowed:
+            raise ProtocolError(
+                f"--rerank {method}: no parameter {key!r} (valid: {', '.join(allowed)})"
+            )
+    if method == "aim" and distance != "cosine":
+        raise ProtocolError(
+            "--rerank aim: AIM is defined on cosine similarities (SAAI); use --distance cosine"
+        )
+    merged = resolve(method, params, "generic", "")
+    check_params(method, merged["k1"], merged["k2"], merged.get("lambda"))
+    return params
+
+
+def resolve(method: str, params: Mapping[str, object], dataset: str, variant: str) -> dict:
+    """The parameters used for one (dataset, variant): explicit ones, else the defaults."""
+    if method == "k-reciprocal":
+        return {**KR_DEFAULTS, **params}
+    if dataset == "sysu-mm01":
+        try:
+            mode, shots, _ = parse_variant(variant)
+        except ProtocolError:
+            mode, shots = "all", 1
+        k1, k2 = AIM_SYSU.get((mode, shots), AIM_SYSU_MULTI)
+    elif dataset == "regdb":
+        k1, k2 = AIM_REGDB
+    else:
+        k1, k2 = AIM_OTHER
+    return {"k1": k1, "k2": k2, **params}
+
+
+def label(method: str, params: Mapping[str, object]) -> str:
+    """``k-reciprocal(k1=20,k2=6,lambda=0.3)`` / ``aim(k1=4,k2=1)``."""
+    return f"{method}(" + ",".join(f"{k}={v:g}" for k, v in params.items()) + ")"
+
+
+def label_rows(
+    rows: list[dict[str, object]], method: str, params: Mapping[str, object] | None
+) -> None:
+    """Append the re-ranking and its parameters to each row's ``distance`` field."""
+    for row in rows:
+        used = resolve(method, dict(params or {}), str(row["dataset"]), str(row["variant"]))
+        row["distance"] = f"{row['distance']}+{label(method, used)}"
+
+
+class _Pairs:
+    """Distances between split rows with the scorer's per-pair feature policy."""
+    def __init__(self, cross: np.ndarray, same: np.ndarray, modality: np.ndarray, distance: str):
+        self.cross, self.same, self.modality, self.distance = cross, same, modality, distance
+
+    def _block(self, features: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        gallery = np.ascontiguousarray(features[b])
+        sq = np.einsum("ij,ij->i", gallery, gallery) if self.distance == "euclidean" else None
+        return distance_block(np.ascontiguousarray(features[a]), gallery, self.distance, sq)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        dist = self._block(self.cross, a, b)
+        if self.same is not self.cross:
+            same_modality = self.modality[a][:, None] == self.modality[b][None, :]
+            np.copyto(dist, self._block(self.same, a, b), where=same_modality)
+        return dist.astype(np.float64)
+
+    def base(self, method: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """k-reciprocal: squared Euclidean (2 x cosine distance on unit features);
+        AIM: cosine similarity."""
+        dist = self(a, b)
+        if method == "aim":
+            return 1.0 - dist
+        if self.distance == "cosine":
+            return np.maximum(2.0 * dist, 0.0)
+        return dist * dist
+
+
+def score_split_reranked(
+    dump: FeatureDump,
+    split_index: int,
+    tasks: list,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention,
+    block_bytes: int,
+    progress: Callable[[int], None] | None,
+    method: str,
+    params: Mapping[str, object] | None,
+) -> None:
+    """Score every plan of the split with re-ranked distances (see the module notes).
+
+    Appends one :class:`~vireid_bench.engine.scoring.PlanScores` per plan to its task, as
+    ``scoring._score_split`` does.
+    """
+    split = dump.splits[split_index]
+    jobs, query_union, pool_union = split_jobs(tasks, split_index)
+    if not jobs:
+        return
+    cross, same = prepared_features(
+        dump.source,
+        split,
+        (cross_name, same_name),
+        distance,
+        np.union1d(query_union, pool_union),
+    )
+    pairs = _Pairs(cross, same, split.modality, distance)
+    camera_keys = {c: convention.camera_keys(split.cam, c) for c in (False, True)}
+    for task, plan in jobs:
+        used = resolve(method, dict(params or {}), dump.dataset, task.variant)
+        scores = PlanScores(
+            protocol=task.preset.name,
+            variant=task.variant,
+            query_modality=MODALITY_NAMES[task.query_modality],
+            plan=plan,
+            **empty_query_scores(plan.query_idx.size),
+        )
+        task.scores.append(scores)
+        _score_plan(
+            split,
+            task,
+            plan,
+            scores,
+            camera_keys[task.preset.colocated_cameras],
+            pairs,
+            method,
+            used,
+            block_bytes,
+        )
+    if progress is not None:
+        progress(int(query_union.size))
+
+
+def _score_plan(split, task, plan, scores, cam_keys, pairs, method, used, block_bytes) -> None:
+    pool = plan.pool_idx.astype(np.int64)
+    queries = plan.query_idx.astype(np.int64)
+    n, m = pool.size, queries.size
+    if m == 0:
+        return
+    g_pid, g_cam = split.pid[pool], cam_keys[pool]
+    g_mod = split.modality[pool].astype(np.int64)
+    q_pid, q_cam = split.pid[queries], cam_keys[queries]
+    q_mod = split.modality[queries].astype(np.int64)
+    clauses = task.preset.clause_codes()
+    table = exclusion_table(clauses)
+    order = np.argsort(pool, kind="stable")
+    loc = np.minimum(np.searchsorted(pool[order], queries), max(n - 1, 0))
+    in_pool = pool[order][loc] == queries if n else np.zeros(m, dtype=bool)
+    q_pool_pos = np.where(in_pool, order[loc], -1)
+
+    # group the queries by the pool positions their gallery keeps
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    step = max(1, int(block_bytes // max(1, n * 8)))
+    for start in range(0, m, step):
+        s = slice(start, min(m, start + step))
+        key = (
+            4 * (q_cam[s, None] == g_cam[None, :])
+            + 2 * (q_pid[s, None] == g_pid[None, :])
+            + (q_mod[s, None] == g_mod[None, :])
+        )
+        included = ~(table[key] | (queries[s, None] == pool[None, :]))
+        for r, packed in enumerate(np.packbits(included, axis=1)):
+            groups[packed.tobytes()].append(start + r)
+
+    def unpack(key: bytes) -> np.ndarray:
+        return np.flatnonzero(np.unpackbits(np.frombuffer(key, dtype=np.uint8))[:n])
+
+    external: list[tuple[np.ndarray, list[int]]] = []  # (gallery positions, queries)
+    joint: dict[bytes, list[int]] = defaultdict(list)
+    for key, members in groups.items():
+        if len(members) == 1 and in_pool[members[0]]:
+            gallery = unpack(key)
+            j_set = np.union1d(gallery, [q_pool_pos[members[0]]])
+            joint[np.packbits(np.isin(np.arange(n), j_set)).tobytes()].append(members[0])
+        else:
+            external.append((unpack(key), members))
+    for key, members in joint.items():
+        if len(members) == 1:
+            j_set = unpack(key)
+            external.append((j_set[j_set != q_pool_pos[members[0]]], members))
+
+    def emit(members: list[int], rows: np.ndarray) -> None:
+        idx = np.asarray(members, dtype=np.int64)
+        out = score_queries(
+            rows,
+            q_rows=np.arange(idx.size, dtype=np.int64),
+            q_uid=queries[idx],
+            q_pid=q_pid[idx],
+            q_cam=q_cam[idx],
+            q_mod=q_mod[idx],
+            g_cols=np.arange(n, dtype=np.int64),
+            g_uid=pool,
+            g_pid=g_pid,
+            g_cam=g_cam,
+            g_mod=g_mod,
+            clauses=clauses,
+            identity_cmc=task.cmc == "identity",
+        )
+        for name, values in out.items():
+            getattr(scores, name)[idx] = values
+
+    rows_per_block = max(1, int(block_bytes // max(1, n * 8)))
+    k1, k2 = int(used["k1"]), int(used["k2"])
+    for gallery, members in external:
+        rows_g = pool[gallery]
+        size = gallery.size
+
+        def fn(r, c, rows_g=rows_g):
+            return pairs.base(method, rows_g[r], rows_g[c])
+
+        engine = None
+        if size:
+            if method == "aim":
+                engine = AIMBase(fn, size, k1=k1, k2=k2, max_bytes=block_bytes)
+            else:
+                engine = KReciprocalGallery(
+                    fn,
+                    size,
+                    k1=k1,
+                    k2=k2,
+                    lambda_value=float(used["lambda"]),
+                    max_bytes=block_bytes,
+                )
+        for start in range(0, len(members), rows_per_block):
+            chunk = members[start : start + rows_per_block]
+            rows = np.full((len(chunk), n), np.inf)
+            if engine is not None:
+                probe = pairs.base(method, queries[chunk], rows_g)
+                for r in range(len(chunk)):
+                    if method == "aim":
+                        rows[r, gallery] = engine.scores(probe[r])
+                    else:
+                        rows[r, gallery] = engine.rerank(probe[r])
+            emit(chunk, rows)
+
+    for key, members in joint.items():
+        if len(members) < 2:
+            continue
+        j_set = unpack(key)
+        rows_j = pool[j_set]
+
+        def fn(r, c, rows_j=rows_j):
+            return pairs.base(method, rows_j[r], rows_j[c])
+
+        positions = np.searchsorted(j_set, q_pool_pos[np.asarray(members)])
+        if method == "aim":
+            engine = AIMBase(fn, j_set.size, k1=k1, k2=k2, max_bytes=block_bytes)
+        else:
+            engine = KReciprocalJoint(
+                fn,
+                j_set.size,
+                k1=k1,
+                k2=k2,
+                lambda_value=float(used["lambda"]),
+                max_bytes=block_bytes,
+            )
+        for start in range(0, len(members), rows_per_block):
+            chunk = members[start : start + rows_per_block]
+            pos = positions[start : start + rows_per_block]
+            rows = np.full((len(chunk), n), np.inf)
+            if method == "aim":
+                sims = pairs.base(method, queries[chunk], rows_j)
+                for r in range(len(chunk)):
+                    rows[r, j_set] = engine.scores(sims[r], skip=int(pos[r]))
+            else:
+                rows[:, j_set] = engine.rerank(pos)
+            rows[np.arange(len(chunk)), j_set[pos]] = np.inf
+            emit(chunk, rows)

@@ -1,0 +1,643 @@
+"""Orchestration: distances in query blocks, every preset and trial, aggregation.
+
+One distance computation serves a whole run: for each dump split, the distances between
+every query of every plan and every pool image of every plan are computed once, block by
+block of query rows (BLAS matmul, float32), and each block is handed to the kernel for every
+(preset, variant, query modality, trial) plan that has queries in it.
+
+Aggregation (PROTOCOLS.md): within a trial, CMC@k, mAP and mINP are means over the queries
+with at least one true match in their gallery, as percentages; over trials, the mean and the
+population standard deviation (``ddof=0``) of those per-trial values. ``queries`` and
+``queries_without_match`` are per-trial counts (their mean over trials when trials differ).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from vireid_bench.engine import rerank_scoring
+from vireid_bench.engine.distances import (
+    DISTANCES,
+    distance_block,
+    normalised,
+    prepared_features,
+    row_reader,
+)
+from vireid_bench.engine.kernels import score_queries
+from vireid_bench.engine.plans import (
+    METRICS,
+    MIN_ROWS_PER_BLOCK,
+    RANKS,
+    RESULT_KEYS,
+    Evaluation,
+    EvaluationSetup,
+    MemoryOptions,
+    PlanScores,
+    ScoringContext,
+    Shard,
+    Task,
+    empty_scores,
+    plan_evaluation,
+    result_row,
+    skipped_row,
+    split_jobs,
+)
+from vireid_bench.engine.streaming import StreamJob, score_streamed
+from vireid_bench.errors import ProtocolError
+from vireid_bench.io.dump import FeatureDump, load_dump
+from vireid_bench.protocol import Preset, resolve_presets
+from vireid_bench.protocol.conventions import Convention, EvaluationPlan
+
+__all__ = [
+    "DISTANCES",
+    "METRICS",
+    "RANKS",
+    "RESULT_KEYS",
+    "Evaluation",
+    "EvaluationSetup",
+    "MemoryOptions",
+    "PlanScores",
+    "ScoringContext",
+    "Shard",
+    "aggregate",
+    "distance_block",
+    "evaluate",
+    "make_shards",
+    "merge_shards",
+    "normalised",
+    "plan_evaluation",
+    "score",
+    "score_tasks",
+]
+
+DEFAULT_BLOCK_BYTES = 256 * 1024**2
+ProgressCallback = Callable[[int], None]
+
+
+def score_tasks(
+    dump: FeatureDump,
+    tasks: list[Task],
+    context: ScoringContext,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: ProgressCallback | None = None,
+    memory: MemoryOptions | None = None,
+) -> None:
+    """Phase (b) of :func:`evaluate`: append each plan's :class:`PlanScores` to its task.
+
+    Every split of ``dump`` is scored in turn; within a task, scores are appended in the
+    order of its plans that share a split (the plans' order when they have one split).
+    """
+    for split_index in range(len(dump.splits)):
+        _score_split(
+            dump,
+            split_index,
+            tasks,
+            context.cross_name,
+            context.same_name,
+            context.distance,
+            context.convention,
+            block_bytes,
+            progress,
+            memory,
+        )
+
+
+def make_shards(setup: EvaluationSetup, block_queries: int | None = None) -> list[Shard]:
+    """Cut every plan of ``setup`` into query blocks of at most ``block_queries`` queries.
+
+    ``None`` gives one shard per plan. The shards cover every query of every plan exactly
+    once, in task, plan and query order.
+    """
+    if block_queries is not None and block_queries < 1:
+        raise ValueError(f"block_queries must be at least 1, got {block_queries}")
+    shards = []
+    for t, task in enumerate(setup.tasks):
+        for p, plan in enumerate(task.plans):
+            n = int(plan.query_idx.size)
+            step = n if block_queries is None else block_queries
+            for start in range(0, n, max(step, 1)):
+                shards.append(Shard(t, p, start, min(start + step, n)))
+            if n == 0:
+                shards.append(Shard(t, p, 0, 0))
+    return shards
+
+
+def split_pools(tasks: Sequence[Task]) -> dict[int, np.ndarray]:
+    """Per split, the union of every plan's gallery pool (the columns in-process scoring uses)."""
+    pools: dict[int, list[np.ndarray]] = {}
+    for task in tasks:
+        for plan in task.plans:
+            pools.setdefault(plan.split, []).append(plan.pool_idx)
+    return {split: np.unique(np.concatenate(arrays)) for split, arrays in pools.items()}
+
+
+def restrict_tasks(
+    tasks: Sequence[Task],
+    shards: Sequence[Shard],
+    pools: Mapping[int, np.ndarray] | None = None,
+) -> list[Task]:
+    """Return one task per shard whose only plan is the shard's plan with its queries sliced.
+
+    Scoring the returned tasks (:func:`score_restricted`) scores exactly those queries,
+    each against its plan's whole gallery pool. With ``pools`` (:func:`split_pools` of every
+    task), one query-less task per split the shards touch is appended, whose pool is the
+    split's whole pool: the distance blocks then have the same gallery columns as in-process
+    scoring (BLAS results may depend on the matrix shape), so only the query rows per block
+    differ, as they do in-process with another ``block_bytes``.
+    """
+    restricted = []
+    for shard in shards:
+        task = tasks[shard.task]
+        plan = task.plans[shard.plan]
+        sliced = replace(plan, query_idx=plan.query_idx[shard.start : shard.stop])
+        restricted.append(Task(task.preset, task.variant, task.query_modality, task.cmc, [sliced]))
+    if pools is not None:
+        for split in sorted({tasks[s.task].plans[s.plan].split for s in shards}):
+            task = tasks[shards[0].task]
+            plan = EvaluationPlan(split, -1, np.empty(0, dtype=np.int64), pools[split])
+            restricted.append(
+                Task(task.preset, task.variant, task.query_modality, task.cmc, [plan])
+            )
+    return restricted
+
+
+def score_restricted(
+    dump: FeatureDump,
+    restricted: list[Task],
+    context: ScoringContext,
+    *,
+    count: int | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    memory: MemoryOptions | None = None,
+) -> list[PlanScores]:
+    """Score tasks from :func:`restrict_tasks`; return the first ``count`` tasks' scores.
+
+    ``count`` is the number of shards (default: every task); the query-less pool tasks
+    :func:`restrict_tasks` appends come after them and are not returned.
+    """
+    for task in restricted:
+        task.scores.clear()
+    score_tasks(dump, restricted, context, block_bytes=block_bytes, memory=memory)
+    return [task.scores[0] for task in restricted[:count]]
+
+
+def merge_shards(
+    setup: EvaluationSetup, shards: Sequence[Shard], scores: Sequence[PlanScores]
+) -> None:
+    """Assemble per-shard scores into one :class:`PlanScores` per plan, in plan order.
+
+    ``scores[i]`` are the scores of ``shards[i]`` (any order of shards). Each task's
+    ``scores`` is replaced by its plans' scores, query arrays concatenated in query order,
+    so that :func:`aggregate` gives what in-process scoring gives.
+
+    Raises:
+        ValueError: when the shards do not cover every query of every plan exactly once.
+    """
+    if len(shards) != len(scores):
+        raise ValueError(f"{len(shards)} shard(s) but {len(scores)} result(s)")
+    pieces: dict[tuple[int, int], list[tuple[Shard, PlanScores]]] = {}
+    for shard, piece in zip(shards, scores, strict=True):
+        if piece.first_rank.size != shard.stop - shard.start:
+            raise ValueError(f"{shard}: {piece.first_rank.size} result(s) for its queries")
+        pieces.setdefault((shard.task, shard.plan), []).append((shard, piece))
+    arrays = ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+    for t, task in enumerate(setup.tasks):
+        task.scores = []
+        for p, plan in enumerate(task.plans):
+            parts = sorted(pieces.get((t, p), []), key=lambda item: item[0].start)
+            covered = 0
+            for shard, _ in parts:
+                if shard.start != covered:
+                    raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+                covered = shard.stop
+            if covered != plan.query_idx.size or not parts:
+                raise ValueError(f"task {t} plan {p}: queries from {covered} not covered")
+            merged = empty_scores(task, plan)
+            for name in arrays:
+                setattr(merged, name, np.concatenate([getattr(piece, name) for _, piece in parts]))
+            task.scores.append(merged)
+
+
+def aggregate(setup: EvaluationSetup) -> Evaluation:
+    """Phase (c) of :func:`evaluate`: one row per setting from the tasks' scores.
+
+    A task whose every query has an empty gallery or no true match becomes a skipped row
+    (warning, or EmptyEvaluationError with ``strict``). Rows are ordered as the presets.
+    """
+    rows = list(setup.skipped)
+    per_query: list[PlanScores] = []
+    for task in setup.tasks:
+        per_query.extend(task.scores)
+        status = _task_status(task)
+        if status != "ok":
+            rows.append(
+                skipped_row(
+                    setup.context.source,
+                    setup.base,
+                    setup.strict,
+                    task.preset,
+                    task.variant,
+                    task.query_modality,
+                    status,
+                )
+            )
+            continue
+        rows.append(
+            result_row(setup.base, task.preset, task.variant, task.query_modality, "ok", task)
+        )
+    rows.sort(key=lambda r: _row_order(setup.presets, r))
+    return Evaluation(rows=rows, per_query=per_query)
+
+
+def evaluate(
+    dump: FeatureDump,
+    presets: Sequence[Preset],
+    *,
+    features: str | None = None,
+    distance: str = "cosine",
+    cmc: str | None = None,
+    trials: int | None = None,
+    query_modalities: Iterable[str] | None = None,
+    strict: bool = False,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: ProgressCallback | None = None,
+    convention: Convention | None = None,
+    memory: MemoryOptions | None = None,
+    rerank: str | None = None,
+    rerank_params: Mapping[str, object] | None = None,
+) -> Evaluation:
+    """Score a loaded dump under the given presets.
+
+    Three phases: :func:`plan_evaluation` (tasks and skipped rows), :func:`score_tasks`
+    (per-query scores) and :func:`aggregate` (rows). :mod:`vireid_bench.engine.distributed` runs
+    phase (b) as shards on a Dask cluster instead.
+
+    Args:
+        dump: a validated dump (:func:`vireid_bench.io.dump.load_dump`).
+        presets: the settings to evaluate.
+        features: one feature set for every pair (default: the dump's cross/same policy).
+        distance: ``"cosine"`` (on L2-normalised features) or ``"euclidean"``.
+        cmc: ``"image"`` or ``"identity"`` to override every preset's CMC convention.
+        trials: evaluate only the first ``trials`` trials.
+        query_modalities: restrict to these query modalities (names).
+        strict: raise instead of skipping a preset that is empty or not applicable
+            (the CLI sets it when presets are named one by one).
+        block_bytes: memory budget of one distance block.
+        progress: called with the number of query rows done after each block.
+        convention: override the dataset convention (default: by ``dump.dataset``).
+        memory: memory limit / forced streaming (:class:`MemoryOptions`); by default row
+            blocks of ``block_bytes`` in memory, streamed when the features are lazy.
+
+        rerank: ``"k-reciprocal"`` or ``"aim"`` to re-rank each query's gallery after
+            exclusion (docs/rerank.md); the rows' ``distance`` then names the method and
+            its parameters. Needs the features in memory (not lazy).
+        rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
+            the method's defaults.
+
+    Returns:
+        The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
+
+    Raises:
+        EmptyEvaluationError: with ``strict``, when a preset has no query, an empty
+            gallery, no query with a true match, or does not apply to the dump.
+        DumpError: zero-norm features under cosine, unknown feature set.
+    """
+    if rerank:
+        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
+        if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
+            raise ProtocolError(
+                f"{dump.source}: --rerank needs the features in memory; raise --memory-limit"
+            )
+    setup = plan_evaluation(
+        dump,
+        presets,
+        features=features,
+        distance=distance,
+        cmc=cmc,
+        trials=trials,
+        query_modalities=query_modalities,
+        strict=strict,
+        convention=convention,
+    )
+    if rerank:
+        context = setup.context
+        for split_index in range(len(dump.splits)):
+            rerank_scoring.score_split_reranked(
+                dump,
+                split_index,
+                setup.tasks,
+                context.cross_name,
+                context.same_name,
+                context.distance,
+                context.convention,
+                block_bytes,
+                progress,
+                rerank,
+                rerank_params,
+            )
+        evaluation = aggregate(setup)
+        rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
+        return evaluation
+    score_tasks(
+        dump,
+        setup.tasks,
+        setup.context,
+        block_bytes=block_bytes,
+        progress=progress,
+        memory=memory,
+    )
+    return aggregate(setup)
+
+
+def _row_order(presets: Sequence[Preset], row: dict[str, object]) -> tuple[int, str, int]:
+    names = [p.name for p in presets]
+    modality_rank = 0 if row["query_modality"] == "infrared" else 1
+    return names.index(str(row["protocol"])), str(row["variant"]), modality_rank
+
+
+def _task_status(task: Task) -> str:
+    if all(int(s.n_gallery.sum()) == 0 for s in task.scores):
+        return "empty gallery for every query"
+    if all(int((s.n_pos > 0).sum()) == 0 for s in task.scores):
+        return "no query has a true match in its gallery"
+    return "ok"
+
+
+def _feature_bytes(split, names: set[str], rows: int | None = None) -> int:
+    """Bytes of float32 features of ``names`` for ``rows`` images (default: the split)."""
+    n = split.n_images if rows is None else rows
+    return sum(4 * n * int(split.features[name].shape[1]) for name in names)
+
+
+def _streamed_blocks(
+    n_queries: int, n_pool: int, matrices: int, row_bytes: int, budget: int
+) -> tuple[int, int]:
+    """Choose (query_block, gallery_block) so one block step stays within ``budget`` bytes.
+
+    One step holds ``q x g`` float32 distances per matrix and the features of ``q + g``
+    rows (``row_bytes`` each). Query blocks are kept large (the gallery is re-read once per
+    query block) unless that leaves gallery blocks of fewer than 2,048 columns.
+    """
+    def columns(q: int) -> int:
+        return (budget - q * row_bytes) // (4 * matrices * q + row_bytes)
+
+    q_block = max(1, min(n_queries, 4096))
+    while q_block > 64 and columns(q_block) < min(2048, n_pool):
+        q_block //= 2
+    g_block = columns(q_block)
+    if g_block < 1:
+        raise ProtocolError(
+            f"memory limit too small: {budget} bytes cannot hold one distance block "
+            f"({q_block} queries x 1 gallery image); raise --memory-limit"
+        )
+    return q_block, int(min(g_block, n_pool))
+
+
+def _score_split(
+    dump: FeatureDump,
+    split_index: int,
+    tasks: list[Task],
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    block_bytes: int,
+    progress: ProgressCallback | None,
+    memory: MemoryOptions | None = None,
+) -> None:
+    """Compute the split's distances block by block and run every plan's kernel.
+
+    In memory (row blocks of whole pool rows, :func:`~vireid_bench.engine.kernels.score_queries`)
+    when the features are loaded and ``memory`` allows at least
+    :data:`MIN_ROWS_PER_BLOCK` rows per block; otherwise streamed over gallery blocks
+    (:func:`vireid_bench.engine.streaming.score_streamed`), with identical results.
+    """
+    memory = memory or MemoryOptions()
+    split = dump.splits[split_index]
+    jobs, query_union, pool_union = split_jobs(tasks, split_index)
+    if not jobs:
+        return
+    if pool_union.size == 0:
+        for task, plan in jobs:
+            task.scores.append(empty_scores(task, plan))
+        return
+    names = {cross_name, same_name}
+    matrices = 1 if same_name == cross_name else 3
+    lazy = any(not isinstance(split.features[name], np.ndarray) for name in names)
+    row_bytes = _feature_bytes(split, names, rows=1)
+    stream_blocks = None
+    if memory.gallery_block is not None or memory.query_block is not None:
+        stream_blocks = (
+            memory.query_block or min(query_union.size, 4096),
+            memory.gallery_block or pool_union.size,
+        )
+    elif lazy or memory.limit is not None:
+        resident = 0 if lazy else _feature_bytes(split, names)
+        # in memory: raw + normalised features + the gallery copy stay resident
+        in_memory_resident = 3 * resident if distance == "cosine" else 2 * resident
+        row_block_bytes = block_bytes
+        if memory.limit is not None:
+            row_block_bytes = min(block_bytes, memory.limit - in_memory_resident)
+        rows = row_block_bytes // max(1, pool_union.size * 4 * matrices)
+        if lazy or rows < min(MIN_ROWS_PER_BLOCK, query_union.size):
+            limit = memory.limit if memory.limit is not None else block_bytes
+            # 10 % headroom for what the block model does not count (label arrays, the
+            # per-identity table, BLAS buffers)
+            budget = int(0.9 * (limit - resident))
+            stream_blocks = _streamed_blocks(
+                query_union.size, pool_union.size, matrices, row_bytes, budget
+            )
+        else:
+            block_bytes = row_block_bytes
+    if stream_blocks is not None:
+        _score_split_streamed(
+            dump, split, split_index, jobs, query_union, pool_union, cross_name, same_name,
+            distance, convention, stream_blocks, progress,
+        )
+        return
+    _score_split_in_memory(
+        dump, split, jobs, query_union, pool_union, cross_name, same_name, distance,
+        convention, block_bytes, progress,
+    )
+
+
+def _score_split_streamed(
+    dump: FeatureDump,
+    split,
+    split_index: int,
+    jobs: list[tuple[Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    blocks: tuple[int, int],
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans over query blocks x gallery blocks (exact, bounded memory)."""
+    camera_keys = {
+        colocated: convention.camera_keys(split.cam, colocated) for colocated in (False, True)
+    }
+    stream_jobs = []
+    for task, plan in jobs:
+        scores = empty_scores(task, plan)
+        task.scores.append(scores)
+        stream_jobs.append(
+            StreamJob(
+                query_idx=plan.query_idx,
+                pool_idx=plan.pool_idx,
+                pid=split.pid,
+                cam_keys=camera_keys[task.preset.colocated_cameras],
+                modality=split.modality.astype(np.int64),
+                clauses=task.preset.clause_codes(),
+                identity_cmc=task.cmc == "identity",
+                out={
+                    key: getattr(scores, key)
+                    for key in ("first_rank", "ap", "inp", "n_pos", "n_gallery")
+                },
+            )
+        )
+    read_cross = row_reader(dump.source, cross_name, split.features[cross_name], distance)
+    read_same = None
+    if same_name != cross_name:
+        read_same = row_reader(dump.source, same_name, split.features[same_name], distance)
+    score_streamed(
+        stream_jobs,
+        query_union,
+        pool_union,
+        split.modality,
+        split.pid,
+        read_cross,
+        read_same,
+        distance,
+        distance_block,
+        query_block=blocks[0],
+        gallery_block=blocks[1],
+        progress=progress,
+    )
+
+
+def _score_split_in_memory(
+    dump: FeatureDump,
+    split,
+    jobs: list[tuple[Task, EvaluationPlan]],
+    query_union: np.ndarray,
+    pool_union: np.ndarray,
+    cross_name: str,
+    same_name: str,
+    distance: str,
+    convention: Convention,
+    block_bytes: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Score the split's plans in row blocks of whole pool rows."""
+    cross, same = prepared_features(
+        dump.source,
+        split,
+        (cross_name, same_name),
+        distance,
+        np.union1d(query_union, pool_union),
+    )
+    gallery_cross = np.ascontiguousarray(cross[pool_union])
+    gallery_same = gallery_cross if same is cross else np.ascontiguousarray(same[pool_union])
+    sq_cross = sq_same = None
+    if distance == "euclidean":
+        sq_cross = np.einsum("ij,ij->i", gallery_cross, gallery_cross)
+        sq_same = sq_cross if same is cross else np.einsum("ij,ij->i", gallery_same, gallery_same)
+    pool_modality = split.modality[pool_union]
+
+    # Camera keys depend only on whether a preset merges co-located cameras.
+    camera_keys = {
+        colocated: convention.camera_keys(split.cam, colocated) for colocated in (False, True)
+    }
+    # Per job: each query's position in query_union and each pool image's column.
+    prepared = []
+    for task, plan in jobs:
+        q_pos = np.searchsorted(query_union, plan.query_idx)
+        g_cols = np.searchsorted(pool_union, plan.pool_idx).astype(np.int64)
+        cam_keys = camera_keys[task.preset.colocated_cameras]
+        scores = empty_scores(task, plan)
+        task.scores.append(scores)
+        prepared.append(
+            (
+                task,
+                plan,
+                scores,
+                q_pos,
+                g_cols,
+                cam_keys,
+                {
+                    "g_uid": plan.pool_idx,
+                    "g_pid": split.pid[plan.pool_idx],
+                    "g_cam": cam_keys[plan.pool_idx],
+                    "g_mod": split.modality[plan.pool_idx].astype(np.int64),
+                },
+                task.preset.clause_codes(),
+            )
+        )
+
+    matrices = 1 if same is cross else 3
+    rows_per_block = max(1, int(block_bytes // max(1, pool_union.size * 4 * matrices)))
+    for start in range(0, query_union.size, rows_per_block):
+        stop = min(start + rows_per_block, query_union.size)
+        block_idx = query_union[start:stop]
+        dist = distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
+        if same is not cross:
+            dist_same = distance_block(same[block_idx], gallery_same, distance, sq_same)
+            same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
+            np.copyto(dist, dist_same, where=same_modality)
+            del dist_same, same_modality
+        for task, plan, scores, q_pos, g_cols, cam_keys, gallery, clauses in prepared:
+            selected = np.flatnonzero((q_pos >= start) & (q_pos < stop))
+            if selected.size == 0:
+                continue
+            query_idx = plan.query_idx[selected]
+            out = score_queries(
+                dist,
+                q_rows=(q_pos[selected] - start).astype(np.int64),
+                q_uid=query_idx,
+                q_pid=split.pid[query_idx],
+                q_cam=cam_keys[query_idx],
+                q_mod=split.modality[query_idx].astype(np.int64),
+                g_cols=g_cols,
+                clauses=clauses,
+                identity_cmc=task.cmc == "identity",
+                **gallery,
+            )
+            for key, values in out.items():
+                getattr(scores, key)[selected] = values
+        if progress is not None:
+            progress(stop - start)
+
+
+def score(
+    dump: str | os.PathLike | FeatureDump,
+    protocols: str | Iterable[str] = "all",
+    **options: object,
+):
+    """Score a feature dump; return one pandas DataFrame row per (protocol, query modality).
+
+    Args:
+        dump: a dump path or a loaded :class:`~vireid_bench.io.dump.FeatureDump`.
+        protocols: ``"all"``, a preset name, a comma list, or an iterable of names.
+        **options: passed to :func:`evaluate` (``features``, ``distance``, ``cmc``,
+            ``trials``, ``query_modalities``, ``strict``, ``block_bytes``).
+
+    Returns:
+        A DataFrame whose columns are :data:`RESULT_KEYS`; metric values in percent.
+    """
+    import pandas as pd
+
+    if isinstance(dump, FeatureDump):
+        loaded = dump
+    else:
+        chosen = options.get("features")
+        loaded = load_dump(dump, feature_sets=[chosen] if isinstance(chosen, str) else [])
+    evaluation = evaluate(loaded, resolve_presets(protocols), **options)
+    return pd.DataFrame(evaluation.rows, columns=list(RESULT_KEYS))

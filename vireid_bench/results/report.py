@@ -1,0 +1,167 @@
+"""Renderers for result rows: readable table, Markdown, CSV and JSON.
+
+Rows are the dicts produced by :func:`vireid_bench.engine.scoring.evaluate` (keys
+:data:`vireid_bench.engine.scoring.RESULT_KEYS`). JSON and CSV carry every key with unrounded
+values (percentages); the table and Markdown round to 2 decimals and show ``± std`` when
+a result averages several trials. Skipped settings show their status instead of numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+
+from vireid_bench.engine.scoring import METRICS, RESULT_KEYS
+from vireid_bench.protocol import PROTOCOL_VERSION
+
+FORMATS = ("table", "markdown", "csv", "json")
+_SHORT = {"infrared": "I", "visible": "V", "mixed": "V+I"}
+_HEADERS = {
+    "rank1": "R1",
+    "rank5": "R5",
+    "rank10": "R10",
+    "rank20": "R20",
+    "mAP": "mAP",
+    "mINP": "mINP",
+}
+
+
+def _cell(row: dict[str, object], metric: str) -> str:
+    value = row[metric]
+    if not isinstance(value, float) or math.isnan(value):
+        return "n/a"
+    text = f"{value:.2f}"
+    trials = row.get("trials", 1)
+    if isinstance(trials, int) and trials > 1:
+        text += f" ± {row[f'{metric}_std']:.2f}"
+    return text
+
+
+def _setting(row: dict[str, object]) -> str:
+    protocol = str(row["protocol"])
+    variant = str(row.get("variant") or "")
+    return f"{protocol} ({variant})" if variant else protocol
+
+
+def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells; a ``note`` column appears when some setting was skipped."""
+    notes = any(row["status"] != "ok" for row in rows)
+    headers = ["setting", "query→gallery", *(_HEADERS[m] for m in METRICS), "queries", "no match"]
+    if notes:
+        headers.append("note")
+    body = []
+    for row in rows:
+        direction = f"{_SHORT[str(row['query_modality'])]}→{_SHORT[str(row['gallery_modality'])]}"
+        if row["status"] != "ok":
+            cells = [_setting(row), direction, *(["-"] * len(METRICS)), "", ""]
+        else:
+            cells = [
+                _setting(row),
+                direction,
+                *(_cell(row, m) for m in METRICS),
+                str(row["queries"]),
+                str(row["queries_without_match"]),
+            ]
+        if notes:
+            cells.append("" if row["status"] == "ok" else str(row["status"]))
+        body.append(cells)
+    return headers, body
+
+
+def _title(rows: Sequence[dict[str, object]]) -> str:
+    if not rows:
+        return "no results"
+    first = rows[0]
+    scored = [r for r in rows if r["status"] == "ok"]
+    trials = max((int(r["trials"]) for r in scored), default=0)
+    cmc = sorted({str(r["cmc"]) for r in scored})
+    return (
+        f"{first['dump']} | dataset {first['dataset']} | model {first['model']} | "
+        f"features {first['features']} | {first['distance']} distance | "
+        f"CMC by {'/'.join(cmc) or '-'} | trials {trials}"
+    )
+
+
+def render_table(rows: Sequence[dict[str, object]]) -> str:
+    """Return a readable plain-text table with a one-line title per dump."""
+    from tabulate import tabulate
+
+    parts = []
+    for group in _by_dump(rows):
+        headers, body = _display_rows(group)
+        parts.append(_title(group) + "\n" + tabulate(body, headers=headers, tablefmt="simple"))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_markdown(rows: Sequence[dict[str, object]]) -> str:
+    """Return GitHub-flavoured Markdown: a title line and a pipe table per dump."""
+    from tabulate import tabulate
+
+    parts = []
+    for group in _by_dump(rows):
+        headers, body = _display_rows(group)
+        parts.append(
+            f"**{_title(group)}**\n\n" + tabulate(body, headers=headers, tablefmt="github")
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
+    """Return exactly one JSON object: ``{"vireid_bench_version": ..., "protocol_version": ...,
+    "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
+
+    NaN (a skipped setting's metrics) becomes ``null``. A row carrying ``dump_sha256`` (the
+    ``score`` command adds the dump file's SHA-256) keeps it, after the result keys.
+    """
+    results = [
+        {key: _json_value(row[key]) for key in RESULT_KEYS}
+        | ({"dump_sha256": row["dump_sha256"]} if "dump_sha256" in row else {})
+        for row in rows
+    ]
+    payload = {
+        "vireid_bench_version": version,
+        "protocol_version": PROTOCOL_VERSION,
+        "results": results,
+    }
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def render_csv(rows: Sequence[dict[str, object]]) -> str:
+    """Return CSV with the JSON keys as columns (unrounded values, empty for NaN)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_KEYS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {key: "" if _json_value(row[key]) is None else row[key] for key in RESULT_KEYS}
+        )
+    return buffer.getvalue()
+
+
+def render(rows: Sequence[dict[str, object]], fmt: str, version: str) -> str:
+    """Render rows in one of :data:`FORMATS`."""
+    if fmt == "table":
+        return render_table(rows)
+    if fmt == "markdown":
+        return render_markdown(rows)
+    if fmt == "csv":
+        return render_csv(rows)
+    if fmt == "json":
+        return render_json(rows, version)
+    raise ValueError(f"unknown format {fmt!r} (valid: {', '.join(FORMATS)})")
+
+
+def _by_dump(rows: Sequence[dict[str, object]]) -> list[list[dict[str, object]]]:
+    groups: dict[tuple[object, object], list[dict[str, object]]] = {}
+    for row in rows:
+        groups.setdefault((row["dump"], row["features"]), []).append(row)
+    return list(groups.values())
