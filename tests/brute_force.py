@@ -1,7 +1,7 @@
 """A brute-force scorer written for clarity: Python loops, lists, no NumPy tricks, no Numba.
 
 It is the slow, obvious twin of ``vireid_bench.engine.kernels`` used by the tests. It follows
-PROTOCOLS.md word by word: build each query's gallery by applying the exclusion clauses
+docs/protocols.md word by word: build each query's gallery by applying the exclusion clauses
 (any matching clause excludes; the query itself never belongs), sort it by (distance,
 pool position), then read ranks, AP, INP and the first-hit rank off the sorted list.
 """

@@ -1,6 +1,6 @@
 """Numba kernels: per-query ranks of the true matches -> CMC, AP and INP.
 
-Definitions (PROTOCOLS.md, "Metrics"). For a query ``q``, its gallery is the pool minus the
+Definitions (docs/protocols.md, "Metrics"). For a query ``q``, its gallery is the pool minus the
 query image itself minus every image an exclusion clause matches. Gallery images are
 ordered by ``(distance, position in the pool)``: smaller distance first, ties broken by pool
 order (a stable sort), so results are deterministic. A *true match* is a gallery image with

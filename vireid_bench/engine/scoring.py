@@ -5,7 +5,7 @@ every query of every plan and every pool image of every plan are computed once, 
 block of query rows (BLAS matmul, float32), and each block is handed to the kernel for every
 (preset, variant, query modality, trial) plan that has queries in it.
 
-Aggregation (PROTOCOLS.md): within a trial, CMC@k, mAP and mINP are means over the queries
+Aggregation (docs/protocols.md): within a trial, CMC@k, mAP and mINP are means over the queries
 with at least one true match in their gallery, as percentages; over trials, the mean and the
 population standard deviation (``ddof=0``) of those per-trial values. ``queries`` and
 ``queries_without_match`` are per-trial counts (their mean over trials when trials differ).
