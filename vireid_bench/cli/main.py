@@ -26,6 +26,7 @@ from vireid_bench.cli.common import (
     write_output,
 )
 from vireid_bench.cli.compare import compare_command
+from vireid_bench.cli.import_features import import_command
 from vireid_bench.cli.index import index_command
 from vireid_bench.cli.leaderboard import leaderboard_command
 from vireid_bench.cli.mixer import mixer_group
@@ -540,6 +541,7 @@ def _register_commands() -> None:
         check_command,
         plot_command,
         compare_command,
+        import_command,
     ):
         cli.add_command(command)
 
