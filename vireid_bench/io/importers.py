@@ -3,7 +3,8 @@
 Formats (docs/import.md): MATLAB ``.mat`` v5 (``scipy.io.loadmat``) and v7.3 (HDF5, read
 with h5py and transposed back, since MATLAB stores arrays column-major), NumPy ``.npy``
 (one array per file, named by the file's stem; a folder holds several) and ``.npz``
-archives, and PyTorch ``.pt``/``.pth`` files (a tensor, named by the file's stem, or a
+archives, plain HDF5 ``.h5`` files (top-level datasets, as stored), and PyTorch
+``.pt``/``.pth`` files (a tensor, named by the file's stem, or a
 dict of tensors) read with ``torch.load(..., weights_only=True)`` only.
 
 Every source contributes named arrays. The query and gallery arrays are found under the
@@ -35,7 +36,7 @@ FIELDS = ("query_f", "query_label", "query_cam", "gallery_f", "gallery_label", "
 OPTIONAL_FIELDS = ("query_modality", "gallery_modality")
 """Arrays read when present: modality codes per row (0 visible, 1 infrared)."""
 ALL_FIELDS = FIELDS + OPTIONAL_FIELDS
-SUFFIXES = (".mat", ".npy", ".npz", ".pt", ".pth")
+SUFFIXES = (".mat", ".npy", ".npz", ".pt", ".pth", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,21 @@ def _read_mat73(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+    """Read the top-level datasets of a plain HDF5 file (h5py-written), as stored."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as handle:
+            for name, item in handle.items():
+                if isinstance(item, h5py.Dataset):
+                    out[name] = np.asarray(item[()])
+    except OSError as exc:
+        raise DumpError(str(path), "", f"not a readable HDF5 file ({_first_line(exc)})") from exc
+    return out
+
+
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
     try:
         import torch
@@ -169,6 +185,8 @@ def read_source(path: str | os.PathLike) -> dict[str, SourceArray]:
             ".npz": _read_npz,
             ".pt": _read_torch,
             ".pth": _read_torch,
+            ".h5": _read_hdf5,
+            ".hdf5": _read_hdf5,
         }
         if suffix not in readers:
             raise DumpError(
