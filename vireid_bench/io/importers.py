@@ -290,7 +290,7 @@ def _labels(
             raise DumpError(
                 array.source,
                 array.name,
-                f"non-integer value {value[first]!r} at row {first}",
+                f"non-integer value {value[first].item()!r} at row {first}",
             )
     if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
         raise DumpError(array.source, array.name, "values do not fit in int64")
@@ -415,6 +415,9 @@ def build_pool(
         raise DumpError(
             paths[side][0], "path", f"given for the {side} only; give {other} paths too"
         )
+    for field in FIELDS:
+        if _pick(arrays, mapping, field) is None:
+            raise _missing(arrays, mapping, field, where)
     blocks = {}
     dim_of: tuple[SourceArray, int] | None = None
     sources: dict[str, str] = {}
