@@ -92,9 +92,9 @@ def import_command(
       vireid-bench import m.h5 q.npz --query-modality infrared --gallery-modality visible
       vireid-bench import m.h5 feats/ --map query_f=q_feat --map query_label=q_ids ...
     """
-    # lazy: heavy modules load only when the command runs (fast --help)
     from pathlib import Path
 
+    # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.io.dump import write_dump
     from vireid_bench.io.importers import build_pool, parse_mapping, read_paths, read_sources
 
