@@ -6,6 +6,7 @@ Public API (nothing heavy is imported until used):
 * :func:`evaluate` - the same, returning per-query scores too
 * :func:`load_dump`, :func:`write_dump` - HDF5 feature dumps (format v1)
 * :func:`resolve_presets`, :func:`builtin_presets` - protocol presets
+* :func:`evaluate_rank` - score a distance matrix (torchreid's arguments) -> (cmc, mAP, mINP)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "__version__",
     "builtin_presets",
     "evaluate",
+    "evaluate_rank",
     "load_dump",
     "resolve_presets",
     "score",
@@ -33,6 +35,10 @@ def __getattr__(name: str):
         from vireid_bench.engine import scoring  # lazy: `import vireid_bench` stays light
 
         return getattr(scoring, name)
+    if name == "evaluate_rank":
+        from vireid_bench.engine import distmat  # lazy: `import vireid_bench` stays light
+
+        return distmat.evaluate_rank
     if name in ("load_dump", "write_dump"):
         from vireid_bench.io import dump  # lazy: `import vireid_bench` stays light
 

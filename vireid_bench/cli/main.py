@@ -26,11 +26,13 @@ from vireid_bench.cli.common import (
     write_output,
 )
 from vireid_bench.cli.compare import compare_command
+from vireid_bench.cli.import_features import import_command
 from vireid_bench.cli.index import index_command
 from vireid_bench.cli.leaderboard import leaderboard_command
 from vireid_bench.cli.mixer import mixer_group
 from vireid_bench.cli.options import memory_limit_option, scheduler_options
 from vireid_bench.cli.plot import plot_command
+from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
 from vireid_bench.synth.dumps import SynthStrengths
@@ -540,6 +542,8 @@ def _register_commands() -> None:
         check_command,
         plot_command,
         compare_command,
+        import_command,
+        score_distmat_command,
     ):
         cli.add_command(command)
 
