@@ -35,7 +35,8 @@ from vireid_bench.engine.scoring import METRICS
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.io.files import write_text_atomic
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.results.leaderboard import file_sha256, setting_key
+from vireid_bench.results.keys import setting_key
+from vireid_bench.results.leaderboard_inputs import file_sha256
 from vireid_bench.results.report import render_json
 
 if TYPE_CHECKING:
