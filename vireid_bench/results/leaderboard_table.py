@@ -29,6 +29,9 @@ from vireid_bench.results.keys import (
     parse_metric,
 )
 
+PROTOCOL_SPEC = "docs/protocols.md"
+"""Where the settings are specified; every generated leaderboard cites it."""
+
 
 def resolve_sort_key(spec: str, columns: Sequence[Column]) -> tuple[Column, str]:
     """Resolve ``SETTING[:VARIANT][@QUERY].METRIC`` against the table's columns.
@@ -336,7 +339,7 @@ class LeaderboardTable:
             else ""
         )
         return [
-            f"Protocol version: {self.protocol_version} (PROTOCOLS.md){scored}",
+            f"Protocol version: {self.protocol_version} ({PROTOCOL_SPEC}){scored}",
             f"Query modality: {modality}",
             "Trials: "
             + (
