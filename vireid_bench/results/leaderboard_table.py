@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vireid_bench.protocol import presets as protocol
+from vireid_bench.protocol import PROTOCOL_VERSION
 from vireid_bench.protocol.presets import builtin_presets
 from vireid_bench.results.keys import (
     CSV_METRICS,
@@ -233,12 +233,12 @@ def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
 def current_protocol_version() -> str:
     """The protocol version this toolkit scores under.
 
-    ``vireid_bench.protocol.presets.PROTOCOL_VERSION`` when the toolkit defines it; otherwise
-    ``presets-<fingerprint>`` (:func:`protocol_fingerprint`).
+    ``vireid_bench.protocol.PROTOCOL_VERSION`` (the version ``score --format json`` and
+    dumps record, so a result file and a dump scored here share a row) when the toolkit
+    defines it; otherwise ``presets-<fingerprint>`` (:func:`protocol_fingerprint`).
     """
 
-    declared = getattr(protocol, "PROTOCOL_VERSION", None)
-    return str(declared) if declared else f"presets-{protocol_fingerprint()}"
+    return str(PROTOCOL_VERSION) if PROTOCOL_VERSION else f"presets-{protocol_fingerprint()}"
 
 
 def protocol_fingerprint() -> str:
