@@ -75,6 +75,7 @@ def check_command(
             expected_dir=expected_dir,
             scheduler=chosen,
             memory=memory_options(memory_limit),
+            update=update,
         )
     for note in report.notes + [n for c in report.checks for n in c.notes]:
         click.echo(f"note: {note}", err=True)

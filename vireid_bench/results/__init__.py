@@ -2,7 +2,9 @@
 
 Stage 4 (``io -> protocol -> engine -> results -> cli``). Rows from the engine become tables
 (:mod:`~vireid_bench.results.report`), per-dataset leaderboards beside the paper's published
-tables (:mod:`~vireid_bench.results.leaderboard`, :mod:`~vireid_bench.results.reported`),
+tables (:mod:`~vireid_bench.results.leaderboard`, a façade over ``keys``,
+``leaderboard_inputs``, ``leaderboard_table`` and ``leaderboard_render``;
+:mod:`~vireid_bench.results.reported`),
 regression checks of stored dumps (:mod:`~vireid_bench.results.check`), paired significance
 tests (:mod:`~vireid_bench.results.stats`) and figures (:mod:`~vireid_bench.results.plots`).
 

@@ -35,7 +35,8 @@ from vireid_bench.engine.scoring import METRICS
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.io.files import write_text_atomic
 from vireid_bench.protocol import resolve_presets
-from vireid_bench.results.leaderboard import file_sha256, setting_key
+from vireid_bench.results.keys import setting_key
+from vireid_bench.results.leaderboard_inputs import file_sha256
 from vireid_bench.results.report import render_json
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ def check_dumps(
     expected_dir: str | os.PathLike | None = None,
     scheduler: Scheduler | None = None,
     memory: MemoryOptions | None = None,
+    update: bool = False,
 ) -> CheckReport:
     """Rescore every ``*.h5`` in ``folder`` and compare with ``expected/<name>.json``.
 
@@ -229,10 +231,13 @@ def check_dumps(
         version: the running vireid-bench version (written into fresh documents).
         tolerance: absolute tolerance on percentages (metrics and their std).
         expected_dir: where the expected files are (default ``<folder>/expected``).
+        update: the expected files are about to be recorded (``--update``), so the
+            expected folder may be missing; :func:`write_expected` creates it.
 
     Raises:
-        CheckError: when ``folder`` is not a folder or holds no dump, or an expected file
-            is unreadable.
+        CheckError: when ``folder`` is not a folder or holds no dump, the expected folder
+            is missing (unless ``update``) or not a folder, or an expected file is
+            unreadable; all before any dump is scored.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -243,6 +248,13 @@ def check_dumps(
     dumps = sorted(p for p in root.iterdir() if p.suffix.lower() in (".h5", ".hdf5"))
     if not dumps:
         raise CheckError(f"{root}: no feature dump (*.h5)")
+    if expected_root.exists() and not expected_root.is_dir():
+        raise CheckError(f"{expected_root}: not a folder (expected the folder of expected files)")
+    if not expected_root.exists() and not update:
+        raise CheckError(
+            f"{expected_root}: no such folder of expected results; record them with "
+            f"'vireid-bench check {root} --update'"
+        )
     report = CheckReport(checks=[])
     documents = score_documents(dumps, version, scheduler, memory)
     for path, document in zip(dumps, documents, strict=True):
@@ -282,7 +294,11 @@ def check_dumps(
 
 
 def write_expected(check: DumpCheck) -> None:
-    """Write a check's freshly scored document as its expected file (atomically)."""
+    """Write a check's freshly scored document as its expected file (atomically).
+
+    The expected folder is created when missing (one level: its parent must exist).
+    """
+    check.expected_path.parent.mkdir(exist_ok=True)
     write_text_atomic(check.expected_path, json.dumps(check.document, indent=2) + "\n")
 
 

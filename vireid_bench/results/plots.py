@@ -30,7 +30,7 @@ from vireid_bench.engine.scoring import distance_block, normalised
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.io.dump import MODALITY_CODES
 from vireid_bench.protocol.conventions import get_convention
-from vireid_bench.results.leaderboard import setting_key
+from vireid_bench.results.keys import setting_key
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 INTRA_COLOUR = "#2ca02c"

@@ -2,8 +2,11 @@
 
 Rows are the dicts produced by :func:`vireid_bench.engine.scoring.evaluate` (keys
 :data:`vireid_bench.engine.scoring.RESULT_KEYS`). JSON and CSV carry every key with unrounded
-values (percentages); the table and Markdown round to 2 decimals and show ``± std`` when
-a result averages several trials. Skipped settings show their status instead of numbers.
+values (percentages). The table and Markdown follow one rule: every metric with exactly two
+decimals (``100.00``, never ``100``: the cells are text, not re-parsed as numbers), and
+``value ± std`` on every scored row of a dump's table as soon as one of its rows averages
+several trials (a single-trial row then shows ``± 0.00``, the spread of one value);
+otherwise plain ``value``. Skipped settings show ``-`` and their status.
 """
 
 from __future__ import annotations
@@ -29,15 +32,26 @@ _HEADERS = {
 }
 
 
-def _cell(row: dict[str, object], metric: str) -> str:
-    value = row[metric]
-    if not isinstance(value, float) or math.isnan(value):
+def _number(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return "n/a"
-    text = f"{value:.2f}"
-    trials = row.get("trials", 1)
-    if isinstance(trials, int) and trials > 1:
-        text += f" ± {row[f'{metric}_std']:.2f}"
+    return f"{value:.2f}"
+
+
+def _cell(row: dict[str, object], metric: str, with_std: bool) -> str:
+    text = _number(row[metric])
+    if with_std and text != "n/a":
+        std = row.get(f"{metric}_std")
+        text += f" ± {_number(0.0 if std is None else std)}"
     return text
+
+
+def _shows_std(rows: Sequence[dict[str, object]]) -> bool:
+    """Whether a table shows ``± std``: when any scored row averages several trials."""
+    return any(
+        row["status"] == "ok" and isinstance(row.get("trials"), int) and int(row["trials"]) > 1
+        for row in rows
+    )
 
 
 def _setting(row: dict[str, object]) -> str:
@@ -49,6 +63,7 @@ def _setting(row: dict[str, object]) -> str:
 def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[str]]]:
     """Headers and cells; a ``note`` column appears when some setting was skipped."""
     notes = any(row["status"] != "ok" for row in rows)
+    with_std = _shows_std(rows)
     headers = ["setting", "query→gallery", *(_HEADERS[m] for m in METRICS), "queries", "no match"]
     if notes:
         headers.append("note")
@@ -61,7 +76,7 @@ def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[li
             cells = [
                 _setting(row),
                 direction,
-                *(_cell(row, m) for m in METRICS),
+                *(_cell(row, m, with_std) for m in METRICS),
                 str(row["queries"]),
                 str(row["queries_without_match"]),
             ]
@@ -85,27 +100,31 @@ def _title(rows: Sequence[dict[str, object]]) -> str:
     )
 
 
-def render_table(rows: Sequence[dict[str, object]]) -> str:
-    """Return a readable plain-text table with a one-line title per dump."""
+def _tabulate(headers: list[str], body: list[list[str]], tablefmt: str) -> str:
+    """Text cells as they are (no re-parsing of "100.00" into 100); numbers right-aligned."""
     from tabulate import tabulate
 
+    align = ["left", "left", *(["right"] * (len(METRICS) + 2)), "left"][: len(headers)]
+    return tabulate(
+        body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align
+    )
+
+
+def render_table(rows: Sequence[dict[str, object]]) -> str:
+    """Return a readable plain-text table with a one-line title per dump."""
     parts = []
     for group in _by_dump(rows):
         headers, body = _display_rows(group)
-        parts.append(_title(group) + "\n" + tabulate(body, headers=headers, tablefmt="simple"))
+        parts.append(_title(group) + "\n" + _tabulate(headers, body, "simple"))
     return "\n\n".join(parts) + "\n"
 
 
 def render_markdown(rows: Sequence[dict[str, object]]) -> str:
     """Return GitHub-flavoured Markdown: a title line and a pipe table per dump."""
-    from tabulate import tabulate
-
     parts = []
     for group in _by_dump(rows):
         headers, body = _display_rows(group)
-        parts.append(
-            f"**{_title(group)}**\n\n" + tabulate(body, headers=headers, tablefmt="github")
-        )
+        parts.append(f"**{_title(group)}**\n\n" + _tabulate(headers, body, "github"))
     return "\n\n".join(parts) + "\n"
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vireid_bench.errors import VireidBenchError
-from vireid_bench.results.leaderboard import setting_key
+from vireid_bench.results.keys import setting_key
 
 DEFAULT_PERMUTATIONS = 10_000
 DEFAULT_BOOTSTRAP = 10_000
