@@ -99,15 +99,15 @@ def with_virtual_features(dump: Path, source: Path) -> None:
 # ------------------------------------------------------------------ writing: mode and folder
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
-def test_dump_mode_follows_the_umask(tmp_path, umask):
-    previous = os.umask(umask)
-    try:
-        path = write_good(tmp_path / "d.h5")
-    finally:
-        os.umask(previous)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
-    assert [p.name for p in tmp_path.iterdir()] == ["d.h5"]  # no temporary file left
+def test_dump_mode_follows_the_umask(tmp_path):
+    for umask in (0o022, 0o002, 0o077):
+        previous = os.umask(umask)
+        try:
+            path = write_good(tmp_path / f"d{umask:o}.h5")
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, oct(umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d2.h5", "d22.h5", "d77.h5"]
 
 
 def test_missing_folder_is_an_error_unless_parents(tmp_path):
