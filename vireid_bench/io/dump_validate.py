@@ -20,7 +20,7 @@ from vireid_bench.io.dump_open import bytes_text
 
 PARALLEL_TOLERANCE = 1e-9
 """Rows count as one direction when ``1 - cos^2`` of their angle is below this."""
-_PROBE_BYTES = 64 * 1024**2
+_PROBE_BYTES = 4 * 1024**2
 
 
 def as_label_array(source: str, field_name: str, values: object, n: int | None) -> np.ndarray:
@@ -245,18 +245,19 @@ class CollapseProbe:
         return not self.equal and not self.parallel
 
     def add(self, rows: np.ndarray) -> None:
-        """Look at the next rows (a 2-D float array, finite)."""
-        if rows.shape[0] == 0:
-            return
-        self.rows += rows.shape[0]
-        if self.settled:
-            return
-        if self._first is None:
-            self._first = np.array(rows[0], dtype=np.float32)
-        if self.equal:
-            self.equal = bool((rows == self._first).all())
-        if self.parallel:
-            self._add_direction(np.asarray(rows, dtype=np.float64))
+        """Look at the next rows (a 2-D float array, finite), a few MiB at a time."""
+        block = max(1, _PROBE_BYTES // (8 * max(1, rows.shape[1])))
+        for start in range(0, rows.shape[0], block):
+            part = rows[start : start + block]
+            self.rows += part.shape[0]
+            if self.settled:
+                continue
+            if self._first is None:
+                self._first = np.array(part[0], dtype=np.float32)
+            if self.equal:
+                self.equal = bool((part == self._first).all())
+            if self.parallel:
+                self._add_direction(np.asarray(part, dtype=np.float64))
 
     def _add_direction(self, rows: np.ndarray) -> None:
         norms = np.einsum("ij,ij->i", rows, rows)
@@ -289,14 +290,7 @@ class CollapseProbe:
 def collapse_problem(features: np.ndarray) -> str | None:
     """Return :class:`CollapseProbe`'s description for an in-memory feature set."""
     probe = CollapseProbe()
-    span = max(1, _PROBE_BYTES // (8 * max(1, features.shape[1])))
-    for start in range(0, features.shape[0], span):
-        probe.add(features[start : start + span])
-        if probe.settled:
-            break
-    if probe.settled:
-        return None
-    probe.rows = features.shape[0]
+    probe.add(features)
     return probe.problem()
 
 
