@@ -17,6 +17,7 @@ from vireid_bench.synth.dumps import write_synth_dump
 def stored(tmp_path):
     """A stored-dump folder with two small dumps and freshly recorded expectations."""
     folder = tmp_path / "feature_dumps"
+    folder.mkdir()  # write_dump no longer creates a missing folder
     write_synth_dump(
         folder / "one.h5", ids=8, cameras="1,2:visible,3,4:infrared", per_cam=2, dim=16, seed=0
     )
@@ -177,6 +178,7 @@ def test_check_and_leaderboard_under_a_small_memory_limit(tmp_path):
     rng = np.random.default_rng(0)
     n = 700
     folder = tmp_path / "dumps"
+    folder.mkdir()  # write_dump no longer creates a missing folder
     write_dump(
         folder / "exact.h5",
         features=rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n, 16)),

@@ -176,7 +176,7 @@ def test_lazy_features_read_in_slabs(tmp_path, monkeypatch):
     eager = load_dump(path).splits[0].features["default"]
     lazy = load_dump(path, lazy=True).splits[0].features["default"]
     assert isinstance(lazy, LazyFeatures) and lazy.shape == eager.shape
-    monkeypatch.setattr("vireid_bench.io.dump.LAZY_READ_BYTES", 3 * 4 * eager.shape[1])
+    monkeypatch.setattr("vireid_bench.io.dump_format.LAZY_READ_BYTES", 3 * 4 * eager.shape[1])
     rows = np.array([0, 1, 2, 3, 9, 10, 31, 49])
     np.testing.assert_array_equal(lazy.read_rows(rows), eager[rows])
     assert lazy.read_rows(np.array([], dtype=np.int64)).shape == (0, eager.shape[1])

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath, PureWindowsPath
+
 import numpy as np
 
-from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
+from vireid_bench.io.dump_format import MODALITY_NAMES, FeatureDump, LazyFeatures
+from vireid_bench.io.dump_validate import collapse_problem, negative_pid_problem
+
+
+def leaves_root(path: str) -> bool:
+    """True when an image path is absolute or has a ``..`` component (POSIX or Windows)."""
+    posix, windows = PurePosixPath(path), PureWindowsPath(path)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+        return True
+    return ".." in posix.parts or ".." in windows.parts
 
 
 def describe_dump(dump: FeatureDump) -> list[tuple[str, str]]:
@@ -58,7 +69,10 @@ def dump_findings(dump: FeatureDump) -> list[str]:
     Checks: a modality with no image (cross-modal settings cannot run), identities seen in
     one modality only (their cross-modal queries have no true match), cameras that appear
     in both modalities (they count as one camera in camera rules), duplicated image paths,
-    identical feature rows, and zero-norm feature rows (cosine distance is undefined).
+    paths that leave the image root (absolute, or with ``..``), negative person ids
+    (Market-1501's "junk" label, scored here as ordinary identities), identical feature
+    rows, zero-norm feature rows (cosine distance is undefined) and collapsed feature sets
+    (all rows equal, or all on one direction).
     """
     findings = []
     for k, split in enumerate(dump.splits):
@@ -90,7 +104,18 @@ def dump_findings(dump: FeatureDump) -> list[str]:
                 findings.append(
                     f"{prefix}path: {split.n_images - unique_paths.size} duplicated image path(s)"
                 )
+            outside = [str(p) for p in split.path if leaves_root(str(p))]
+            if outside:
+                findings.append(
+                    f"{prefix}path: {len(outside)} path(s) leave the image root (absolute or "
+                    f"with '..', first: {outside[0]!r}); images are looked up under the root"
+                )
+        negative = negative_pid_problem(split.pid)
+        if negative:
+            findings.append(f"{prefix}pid: {negative}")
         for name, features in split.features.items():
+            if isinstance(features, LazyFeatures):
+                continue
             zero = int((np.linalg.norm(features, axis=1) == 0).sum())
             if zero:
                 findings.append(
@@ -99,4 +124,7 @@ def dump_findings(dump: FeatureDump) -> list[str]:
             duplicates = features.shape[0] - np.unique(features, axis=0).shape[0]
             if duplicates:
                 findings.append(f"{prefix}features/{name}: {duplicates} duplicated row(s)")
+            collapsed = collapse_problem(features)
+            if collapsed:
+                findings.append(f"{prefix}features/{name}: {collapsed}")
     return findings

@@ -26,9 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid_bench.errors import DumpError
+from vireid_bench.io import memory
 from vireid_bench.io.dump import INFRARED, MODALITY_CODES, VISIBLE, write_dump
+from vireid_bench.io.dump_open import bytes_text
 
 SYSU_CAMERAS = "1,2,4,5:visible,3,6:infrared"
+BYTES_PER_VALUE = 3 * 8 + 4 + 2
+"""Peak bytes per feature value while synthesising: about three float64 [N, dim] arrays
+alive at once while the components are summed, the float32 result and its float16 copy."""
+BYTES_PER_IMAGE = 400
+"""Bytes per image for the labels and paths (Python lists while they are built)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,32 @@ def synth_arrays(
     }
 
 
+def synth_bytes(ids: int, n_cameras: int, per_cam: int, dim: int) -> int:
+    """Return the memory :func:`write_synth_dump` needs at its peak, roughly (bytes)."""
+    images = ids * n_cameras * per_cam
+    return images * (dim * BYTES_PER_VALUE + BYTES_PER_IMAGE)
+
+
+def check_synth_size(out: str, ids: int, n_cameras: int, per_cam: int, dim: int) -> None:
+    """Refuse, before allocating anything, a dump too large for the memory available now.
+
+    Raises:
+        DumpError: naming ``out``, the number of images and values, the memory needed and
+            the memory available (:func:`vireid_bench.io.memory.available_memory`).
+    """
+    needed = synth_bytes(ids, n_cameras, per_cam, dim)
+    available = memory.available_memory()
+    if needed > available:
+        images = ids * n_cameras * per_cam
+        raise DumpError(
+            str(out),
+            "",
+            f"{images} images x {dim} dimensions need about {bytes_text(needed)} of memory to "
+            f"synthesise, more than the {bytes_text(available)} available "
+            "(fewer --ids, --per-cam or a smaller --dim)",
+        )
+
+
 def write_synth_dump(
     out: str | os.PathLike,
     *,
@@ -139,12 +173,25 @@ def write_synth_dump(
     dataset: str = "generic",
     strengths: SynthStrengths = SynthStrengths(),
     float16: bool = True,
+    parents: bool = False,
 ) -> Path:
-    """Write a synthetic dump (see :func:`synth_arrays`) and return its path."""
+    """Write a synthetic dump (see :func:`synth_arrays`) and return its path.
+
+    Raises:
+        ValueError: a bad camera specification or a non-positive size.
+        DumpError: a dump too large for the memory available (refused before anything is
+            computed), features that overflow (float32, or float16 when ``float16``: e.g. a
+            noise strength of 1e30), or a missing folder without ``parents``. Nothing is
+            written then.
+    """
     camera_map = parse_cameras(cameras)
     if VISIBLE not in camera_map.values() and INFRARED not in camera_map.values():
         raise ValueError("--cams: no camera of either modality")
-    arrays = synth_arrays(ids, camera_map, per_cam, dim, seed, strengths)
+    if ids < 1 or per_cam < 1 or dim < 1:
+        raise ValueError("ids, per_cam and dim must be positive")
+    check_synth_size(os.fspath(out), ids, len(camera_map), per_cam, dim)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite features: refused below
+        arrays = synth_arrays(ids, camera_map, per_cam, dim, seed, strengths)
     return write_dump(
         out,
         features={"synthetic": arrays["features"]},
@@ -159,4 +206,5 @@ def write_synth_dump(
             f"dim {dim}, strengths {strengths}"
         ),
         float16=float16,
+        parents=parents,
     )
