@@ -3,17 +3,74 @@
 Every scoring path (in memory, streamed, re-ranked, distributed) computes its distances
 here, so the rules hold everywhere: float32 BLAS products, rows normalised for cosine with
 a one-line error naming the first zero-norm row.
+
+Scale. Finite float32 features can be as large as 3.4e38 or as small as 1.4e-45; squaring
+them in float32 overflows to ``inf`` (above about 1e19) or underflows to 0 (below about
+1e-23). So:
+
+* cosine: a row whose float32 norm is not finite or below :data:`TINY_NORM` is first
+  multiplied by a power of two that brings its largest entry into [0.5, 1) (exact: no bit
+  of any entry changes except those that underflow, which cannot move the norm), then
+  normalised. Other rows take the plain float32 path, so ordinary features give the same
+  bits as before.
+* Euclidean: ranks are invariant to one common scale factor, so when the largest entry of
+  the split's features lies outside [2^-32, 2^32] every feature set of the split is
+  multiplied by one power of two (:func:`euclidean_scale`). Rows whose magnitudes span
+  more than float32 can compare in one product (:data:`MAX_SPAN`) are refused.
+
+Every distance block is then checked for NaN / Inf (:func:`check_distances`): a block that
+is not finite raises a :class:`DumpError` naming the dump and the feature set; it is never
+scored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from vireid_bench.errors import DumpError
 
 DISTANCES = ("cosine", "euclidean")
+
+TINY_NORM = np.float32(2.0**-40)
+"""Rows with a float32 norm below this (or not finite) are rescaled before normalising."""
+EUCLIDEAN_RANGE = (2.0**-32, 2.0**32)
+"""Largest absolute entry for which Euclidean features are used unscaled."""
+MAX_SPAN = 2.0**60
+"""Largest ratio between the largest entry of the split and the largest entry of a
+non-zero row that Euclidean distances in float32 can rank (squares of the small row would
+fall below float32's normal range)."""
+_SCAN_BYTES = 64 * 1024**2
+
+
+def unit_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (``block`` L2-normalised as a new float32 array, mask of zero rows).
+
+    Exact at any finite scale (module notes); zero rows stay zero.
+    """
+    block = np.asarray(block, dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):  # such rows are rescaled below
+        norms = np.linalg.norm(block, axis=1)
+    bad = ~(np.isfinite(norms) & (norms >= TINY_NORM))
+    safe = np.where(bad, np.float32(1.0), norms).astype(np.float32)
+    unit = block / safe[:, None]
+    zero = np.zeros(block.shape[0], dtype=bool)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        scaled, zero_rows = _rescaled(block[rows])
+        norms_scaled = np.linalg.norm(scaled, axis=1)
+        norms_scaled[zero_rows] = 1.0
+        unit[rows] = scaled / norms_scaled[:, None]
+        zero[rows[zero_rows]] = True
+    return unit, zero
+
+
+def _rescaled(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row times the power of two that puts its largest |entry| in [0.5, 1)."""
+    peak = np.maximum(rows.max(axis=1, initial=0.0), -rows.min(axis=1, initial=0.0))
+    exponent = np.frexp(peak)[1]
+    return np.ldexp(rows, -exponent[:, None]).astype(np.float32, copy=False), peak == 0
 
 
 def normalised(
@@ -25,12 +82,25 @@ def normalised(
 ) -> np.ndarray:
     """Return ``features`` L2-normalised (float32); only ``rows`` are checked for zero norm.
 
+    Exact at any finite scale: features multiplied by 1e20 or 1e-20 give the same unit rows.
+
     Raises:
         DumpError: naming ``source`` and ``features/<name>`` and the first zero-norm row
             (its label from ``row_labels`` when given: the split row of a read block).
     """
-    norms = np.linalg.norm(features, axis=1)
-    zero = norms[rows] == 0
+    unit, zero_rows = unit_rows(features)
+    _raise_zero_norm(source, name, zero_rows, rows, row_labels)
+    return unit
+
+
+def _raise_zero_norm(
+    source: str,
+    name: str,
+    zero_rows: np.ndarray,
+    rows: np.ndarray,
+    row_labels: np.ndarray | None,
+) -> None:
+    zero = zero_rows[rows]
     if zero.any():
         first = int(rows[np.flatnonzero(zero)[0]])
         if row_labels is not None:
@@ -41,8 +111,87 @@ def normalised(
             f"{int(zero.sum())} zero-norm row(s) (first at row {first}); cosine distance "
             "is undefined (use --distance euclidean or fix the features)",
         )
-    safe = np.where(norms == 0, 1.0, norms).astype(np.float32)
-    return features / safe[:, None]
+
+
+def euclidean_scale(source: str, sets: Iterable[tuple[str, object]]) -> np.float32:
+    """Return the power of two Euclidean features of a split are multiplied by (often 1).
+
+    ``sets`` are (name, features) pairs: arrays, or lazy features (``shape``,
+    ``read_rows``), which are read once in slabs. One scale for every set, so that
+    cross- and same-modality distances stay comparable.
+
+    Raises:
+        DumpError: when the rows' magnitudes span more than :data:`MAX_SPAN`.
+    """
+    peaks: dict[str, np.ndarray] = {}
+    for name, features in sets:
+        if name not in peaks:
+            peaks[name] = _row_peaks(features)
+    top = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
+    if top == 0.0:
+        return np.float32(1.0)
+    for name, peak in peaks.items():
+        nonzero = peak[peak > 0]
+        if nonzero.size and top / float(nonzero.min()) > MAX_SPAN:
+            row = int(np.flatnonzero(peak == nonzero.min())[0])
+            raise DumpError(
+                source,
+                f"features/{name}",
+                f"row {row}'s largest entry is {float(nonzero.min()):.3g}, the split's "
+                f"is {top:.3g}: Euclidean distances in float32 cannot rank rows whose "
+                "scales differ this much (use --distance cosine or rescale the features)",
+            )
+    if EUCLIDEAN_RANGE[0] <= top <= EUCLIDEAN_RANGE[1]:
+        return np.float32(1.0)
+    return np.float32(np.ldexp(1.0, -int(np.frexp(top)[1])))
+
+
+def _row_peaks(features) -> np.ndarray:
+    """Largest |entry| per row (float64), arrays or lazy features read in slabs."""
+    n, dim = features.shape
+    step = max(1, _SCAN_BYTES // (4 * max(1, int(dim))))
+    peaks = np.empty(n, dtype=np.float64)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        if isinstance(features, np.ndarray):
+            block = features[start:stop]
+        else:
+            block = features.read_rows(np.arange(start, stop))
+        peaks[start:stop] = np.maximum(
+            block.max(axis=1, initial=0.0), -block.min(axis=1, initial=0.0)
+        )
+    return peaks
+
+
+def check_distances(dist: np.ndarray, source: str, name: str) -> np.ndarray:
+    """Return ``dist``; raise when any distance is NaN or infinite.
+
+    One pass without a temporary: the sum is finite exactly when every value is, unless
+    it overflows (then the values are looked at one by one).
+
+    Raises:
+        DumpError: one line naming ``source`` and ``features/<name>``.
+    """
+    if np.isfinite(dist.sum()):
+        return dist
+    bad = int(dist.size - np.count_nonzero(np.isfinite(dist)))
+    if bad:
+        raise DumpError(
+            source,
+            f"features/{name}",
+            f"{bad} distance(s) are NaN or infinite; not scored (features out of float32's "
+            "range for this distance)",
+        )
+    return dist
+
+
+def checked_distance(source: str, name: str) -> Callable[..., np.ndarray]:
+    """:func:`distance_block` followed by :func:`check_distances` naming ``source``/``name``."""
+
+    def block(query, gallery, distance, gallery_sq):
+        return check_distances(distance_block(query, gallery, distance, gallery_sq), source, name)
+
+    return block
 
 
 def distance_block(
@@ -51,7 +200,8 @@ def distance_block(
     """Return float32 [len(query), len(gallery)] distances (cosine or Euclidean).
 
     Cosine: ``1 - q.g`` on rows the caller normalised (:func:`normalised`). Euclidean:
-    ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))`` with ``gallery_sq`` the gallery's squared norms.
+    ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))`` with ``gallery_sq`` the gallery's squared norms,
+    on rows the caller scaled (:func:`euclidean_scale`).
     """
     product = query @ gallery.T
     if distance == "cosine":
@@ -67,20 +217,24 @@ def distance_block(
 
 
 def row_reader(
-    source: str, name: str, features, distance: str
+    source: str, name: str, features, distance: str, scale: float = 1.0
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Return a reader of (normalised for cosine) float32 rows for sorted split indices."""
+    """Return a reader of float32 rows for sorted split indices.
+
+    Cosine: normalised rows (:func:`unit_rows`). Euclidean: rows times ``scale`` (the
+    split's :func:`euclidean_scale`).
+    """
 
     def read(rows: np.ndarray) -> np.ndarray:
         lazy = not isinstance(features, np.ndarray)
         # a fresh float32 copy either way (a file read, or fancy indexing)
         block = features.read_rows(rows) if lazy else features[rows]
         if distance == "cosine":
-            norms = np.linalg.norm(block, axis=1)
-            if not norms.all():
-                # the same one-line error as the in-memory path, naming the split row
-                normalised(source, name, block, np.arange(rows.size), row_labels=rows)
-            block /= norms[:, None]  # in place: no second copy of the block
+            block, zero_rows = unit_rows(block)
+            # the same one-line error as the in-memory path, naming the split row
+            _raise_zero_norm(source, name, zero_rows, np.arange(rows.size), rows)
+        elif scale != 1.0:
+            block = block * np.float32(scale)
         return np.ascontiguousarray(block, dtype=np.float32)
 
     return read
@@ -89,15 +243,22 @@ def row_reader(
 def prepared_features(
     source: str, split, names: tuple[str, str], distance: str, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the (cross, same) feature arrays, L2-normalised for cosine (``rows`` checked).
+    """Return the (cross, same) feature arrays ready for :func:`distance_block`.
 
-    ``same`` is ``cross`` itself when both names are the same set.
+    Cosine: L2-normalised (``rows`` checked for zero norm). Euclidean: times the split's
+    :func:`euclidean_scale` (the arrays themselves when it is 1). ``same`` is ``cross``
+    itself when both names are the same set.
     """
+    scale = np.float32(1.0)
+    if distance == "euclidean":
+        scale = euclidean_scale(source, ((name, split.features[name]) for name in names))
 
     def prepare(name: str) -> np.ndarray:
         array = split.features[name]
         if distance == "cosine":
             array = normalised(source, name, array, rows)
+        elif scale != 1.0:
+            array = array * scale
         return array
 
     cross = prepare(names[0])

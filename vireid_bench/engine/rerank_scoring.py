@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from vireid_bench.engine.distances import distance_block, prepared_features
+from vireid_bench.engine.distances import check_distances, distance_block, prepared_features
 from vireid_bench.engine.kernels import empty_query_scores, exclusion_table, score_queries
 from vireid_bench.engine.plans import PlanScores, split_jobs
 from vireid_bench.engine.rerank import (
@@ -103,20 +103,34 @@ def label_rows(
 
 
 class _Pairs:
-    """Distances between split rows with the scorer's per-pair feature policy."""
-    def __init__(self, cross: np.ndarray, same: np.ndarray, modality: np.ndarray, distance: str):
-        self.cross, self.same, self.modality, self.distance = cross, same, modality, distance
+    """Distances between split rows with the scorer's per-pair feature policy.
 
-    def _block(self, features: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    Every block is checked for NaN / Inf (a DumpError naming ``source`` and the set).
+    """
+
+    def __init__(
+        self,
+        cross: np.ndarray,
+        same: np.ndarray,
+        modality: np.ndarray,
+        distance: str,
+        source: str = "",
+        names: tuple[str, str] = ("", ""),
+    ):
+        self.cross, self.same, self.modality, self.distance = cross, same, modality, distance
+        self.source, self.names = source, names
+
+    def _block(self, features: np.ndarray, a: np.ndarray, b: np.ndarray, name: str) -> np.ndarray:
         gallery = np.ascontiguousarray(features[b])
         sq = np.einsum("ij,ij->i", gallery, gallery) if self.distance == "euclidean" else None
-        return distance_block(np.ascontiguousarray(features[a]), gallery, self.distance, sq)
+        dist = distance_block(np.ascontiguousarray(features[a]), gallery, self.distance, sq)
+        return check_distances(dist, self.source, name)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        dist = self._block(self.cross, a, b)
+        dist = self._block(self.cross, a, b, self.names[0])
         if self.same is not self.cross:
             same_modality = self.modality[a][:, None] == self.modality[b][None, :]
-            np.copyto(dist, self._block(self.same, a, b), where=same_modality)
+            np.copyto(dist, self._block(self.same, a, b, self.names[1]), where=same_modality)
         return dist.astype(np.float64)
 
     def base(self, method: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -159,7 +173,7 @@ def score_split_reranked(
         distance,
         np.union1d(query_union, pool_union),
     )
-    pairs = _Pairs(cross, same, split.modality, distance)
+    pairs = _Pairs(cross, same, split.modality, distance, dump.source, (cross_name, same_name))
     camera_keys = {c: convention.camera_keys(split.cam, c) for c in (False, True)}
     for task, plan in jobs:
         used = resolve(method, dict(params or {}), dump.dataset, task.variant)

@@ -22,7 +22,10 @@ import numpy as np
 from vireid_bench.engine import rerank_scoring
 from vireid_bench.engine.distances import (
     DISTANCES,
+    check_distances,
+    checked_distance,
     distance_block,
+    euclidean_scale,
     normalised,
     prepared_features,
     row_reader,
@@ -503,10 +506,20 @@ def _score_split_streamed(
                 },
             )
         )
-    read_cross = row_reader(dump.source, cross_name, split.features[cross_name], distance)
+    scale = 1.0
+    if distance == "euclidean":
+        scale = euclidean_scale(
+            dump.source, ((name, split.features[name]) for name in (cross_name, same_name))
+        )
+    read_cross = row_reader(
+        dump.source, cross_name, split.features[cross_name], distance, scale
+    )
     read_same = None
     if same_name != cross_name:
-        read_same = row_reader(dump.source, same_name, split.features[same_name], distance)
+        read_same = row_reader(
+            dump.source, same_name, split.features[same_name], distance, scale
+        )
+    label = cross_name if same_name == cross_name else f"{cross_name},{same_name}"
     score_streamed(
         stream_jobs,
         query_union,
@@ -516,10 +529,11 @@ def _score_split_streamed(
         read_cross,
         read_same,
         distance,
-        distance_block,
+        checked_distance(dump.source, label),
         query_block=blocks[0],
         gallery_block=blocks[1],
         progress=progress,
+        check=lambda values: check_distances(values, dump.source, label),
     )
 
 
@@ -588,8 +602,10 @@ def _score_split_in_memory(
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
         dist = distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
+        check_distances(dist, dump.source, cross_name)
         if same is not cross:
             dist_same = distance_block(same[block_idx], gallery_same, distance, sq_same)
+            check_distances(dist_same, dump.source, same_name)
             same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
             np.copyto(dist, dist_same, where=same_modality)
             del dist_same, same_modality

@@ -370,6 +370,7 @@ def score_streamed(
     query_block: int,
     gallery_block: int,
     progress: ProgressCallback | None = None,
+    check: Callable[[np.ndarray], object] | None = None,
 ) -> None:
     """Score every job over query blocks x gallery blocks; fill each ``job.out``.
 
@@ -383,6 +384,8 @@ def score_streamed(
         distance_block: ``(query, gallery, distance, gallery_sq) -> float32 [q, g]``.
         query_block, gallery_block: block sizes (rows, columns), at least 1.
         progress: called with the number of query rows done after each query block.
+        check: called with the true-match distances of each query block (the finite
+            check; ``distance_block`` checks its own blocks).
 
     The outputs equal those of :func:`vireid_bench.engine.kernels.score_queries` on the full rows
     (see the module docstring for the float32 round-off caveat).
@@ -414,6 +417,8 @@ def score_streamed(
             pid[block_idx], q_cross, q_same, block_mod, pool_union, pool_by_pid,
             pool_pid_sorted, modality, read_cross, read_same, distance,
         )
+        if check is not None:
+            check(table.values)
         active = []
         for state in states:
             selected = np.flatnonzero(
