@@ -22,6 +22,7 @@ from vireid_bench.errors import DumpError, EmptyEvaluationError, ProtocolError
 from vireid_bench.io.dump import MODALITY_CODES, MODALITY_NAMES, FeatureDump
 from vireid_bench.protocol import PROTOCOL_VERSION, Preset
 from vireid_bench.protocol.conventions import Convention, EvaluationPlan, get_convention
+from vireid_bench.protocol.registry import check_dataset_name
 
 RANKS = (1, 5, 10, 20)
 
@@ -242,7 +243,12 @@ def plan_evaluation(
         raise ProtocolError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
     if cmc is not None and cmc not in ("image", "identity"):
         raise ProtocolError(f"unknown CMC convention {cmc!r} (valid: image, identity)")
-    convention = convention or get_convention(dump.dataset)
+    # a misspelt dataset ('SYSU-MM01') must not fall back to the generic protocol
+    try:
+        dataset = check_dataset_name(dump.dataset)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{dump.source}: {exc}") from exc
+    convention = convention or get_convention(dataset)
     if dump.protocol_version not in (None, PROTOCOL_VERSION):
         warnings.warn(
             f"{os.path.basename(dump.source)}: dump built for protocol version "

@@ -17,6 +17,8 @@ never in its own gallery, whatever the clauses say. Presets live in ``protocols/
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,15 +195,59 @@ def parse_preset(source: str, data: Mapping[str, object]) -> Preset:
 
 
 def load_preset_file(path: str) -> Preset:
-    """Read one preset TOML file from disk."""
+    """Read one preset TOML file from disk.
+
+    The file must be a regular file (a FIFO is refused without waiting for a writer, a
+    directory without reading it) holding UTF-8 TOML, and its ``name`` must not be a
+    builtin setting's name.
+
+    Raises:
+        ProtocolError: one line naming ``path``.
+    """
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ProtocolError(f"{path}: cannot be read ({exc.strerror})") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ProtocolError(f"{path}: is {_file_kind(mode)}, not a regular file")
+        raw = b"".join(iter(lambda: os.read(fd, 1 << 16), b""))
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot be read ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "TOML files are UTF-8"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(f"{path}: not valid TOML ({exc})") from exc
-    return parse_preset(path, data)
+    preset = parse_preset(path, data)
+    if preset.name in builtin_presets() or preset.name == "all":
+        raise ProtocolError(
+            f"{path}: name: reuses the built-in name {preset.name!r}; rename it"
+        )
+    return preset
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 @cache

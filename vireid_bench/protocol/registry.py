@@ -8,6 +8,8 @@ any import of the protocol layer sees the complete registry.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable
 
 from vireid_bench.errors import ProtocolError
@@ -22,12 +24,55 @@ from vireid_bench.protocol.conventions import (
 from vireid_bench.protocol.presets import Preset, builtin_presets, load_preset_file
 
 __all__ = [
+    "GENERIC",
     "Convention",
+    "check_dataset_name",
+    "check_preset_name",
     "dataset_presets",
     "get_convention",
     "registered_conventions",
     "resolve_presets",
 ]
+
+GENERIC = "generic"
+#: how close (difflib ratio of the names lower-cased without separators) a dataset name
+#: must be to a registered one to be taken for a misspelling of it
+DATASET_NAME_CUTOFF = 0.8
+
+
+def _folded(name: str) -> str:
+    return re.sub(r"[\s_\-.]+", "", name.lower())
+
+
+def check_dataset_name(name: str) -> str:
+    """Return ``name`` when it is a registered dataset, ``generic``, or far from every one.
+
+    A near-miss of a registered dataset (equal once lower-cased without ``-``, ``_``,
+    ``.`` and spaces; a start of that form, 4 characters or more; or a :mod:`difflib`
+    match of that form with ratio >= :data:`DATASET_NAME_CUTOFF`) is refused: scoring it
+    with the generic convention would silently use another protocol.
+
+    Raises:
+        ProtocolError: ``dataset 'SYSU-MM01' is not a known dataset (did you mean
+            'sysu-mm01'?)``.
+    """
+    known = [n for n in registered_conventions() if n != GENERIC]
+    if name == GENERIC or name in known:
+        return name
+    folded = {_folded(n): n for n in known}
+    match = folded.get(_folded(name))
+    if match is None and len(_folded(name)) >= 4:  # an abbreviation: 'sysu'
+        match = next((n for f, n in folded.items() if f.startswith(_folded(name))), None)
+    if match is None:
+        close = difflib.get_close_matches(
+            _folded(name), list(folded), n=1, cutoff=DATASET_NAME_CUTOFF
+        )
+        match = folded[close[0]] if close else None
+    if match is not None:
+        raise ProtocolError(
+            f"dataset {name!r} is not a known dataset (did you mean {match!r}?)"
+        )
+    return name
 
 
 def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
@@ -50,7 +95,7 @@ def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
         if name == "all":
             chosen.extend(presets.values())
         elif name.endswith(".toml"):
-            chosen.append(load_preset_file(name))
+            chosen.append(check_preset_name(name, load_preset_file(name)))
         elif name in presets:
             chosen.append(presets[name])
         else:
@@ -59,6 +104,24 @@ def resolve_presets(spec: str | Iterable[str]) -> list[Preset]:
     for preset in chosen:
         unique.setdefault(preset.name, preset)
     return list(unique.values())
+
+
+def check_preset_name(source: str, preset: Preset) -> Preset:
+    """Return a custom preset whose name is no builtin or dataset protocol name.
+
+    A custom file named ``cross`` would otherwise be reported as the builtin ``cross``
+    (and land in the leaderboard's cross column); ``sysu-all-single`` or
+    ``sysu-all-single:mix`` as that dataset protocol.
+
+    Raises:
+        ProtocolError: ``FILE: name: reuses the built-in name 'cross'; rename it``.
+    """
+    name = preset.name
+    builtin = builtin_presets()
+    reused = name in builtin or name == "all" or name.split(":")[0] in dataset_presets()
+    if reused:
+        raise ProtocolError(f"{source}: name: reuses the built-in name {name!r}; rename it")
+    return preset
 
 
 def _dataset_presets(name: str, presets: dict[str, Preset]) -> list[Preset]:
