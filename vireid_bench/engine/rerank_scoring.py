@@ -175,6 +175,9 @@ def score_split_reranked(
     )
     pairs = _Pairs(cross, same, split.modality, distance, dump.source, (cross_name, same_name))
     camera_keys = {c: convention.camera_keys(split.cam, c) for c in (False, True)}
+    advance = _scaled_progress(
+        progress, sum(int(plan.query_idx.size) for _, plan in jobs), int(query_union.size)
+    )
     for task, plan in jobs:
         used = resolve(method, dict(params or {}), dump.dataset, task.variant)
         scores = PlanScores(
@@ -195,12 +198,37 @@ def score_split_reranked(
             method,
             used,
             block_bytes,
+            advance,
         )
-    if progress is not None:
-        progress(int(query_union.size))
+    advance(None)
 
 
-def _score_plan(split, task, plan, scores, cam_keys, pairs, method, used, block_bytes) -> None:
+def _scaled_progress(
+    progress: Callable[[int], None] | None, work: int, units: int
+) -> Callable[[int | None], None]:
+    """Report ``work`` steps (queries scored, over every plan) as ``units`` query rows.
+
+    The other paths report each query row of the split once; here a query is re-ranked
+    once per plan it belongs to, so the steps are scaled, and the calls add up to
+    ``units`` exactly (``None`` reports what is left).
+    """
+    state = {"work": 0, "reported": 0}
+
+    def advance(steps: int | None) -> None:
+        if progress is None:
+            return
+        state["work"] = work if steps is None else min(work, state["work"] + steps)
+        due = units if work == 0 or steps is None else units * state["work"] // work
+        if due > state["reported"]:
+            progress(due - state["reported"])
+            state["reported"] = due
+
+    return advance
+
+
+def _score_plan(
+    split, task, plan, scores, cam_keys, pairs, method, used, block_bytes, advance
+) -> None:
     pool = plan.pool_idx.astype(np.int64)
     queries = plan.query_idx.astype(np.int64)
     n, m = pool.size, queries.size
@@ -267,6 +295,7 @@ def _score_plan(split, task, plan, scores, cam_keys, pairs, method, used, block_
         )
         for name, values in out.items():
             getattr(scores, name)[idx] = values
+        advance(int(idx.size))
 
     rows_per_block = max(1, int(block_bytes // max(1, n * 8)))
     k1, k2 = int(used["k1"]), int(used["k2"])

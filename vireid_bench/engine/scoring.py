@@ -30,6 +30,7 @@ from vireid_bench.engine.distances import (
     prepared_features,
     row_reader,
 )
+from vireid_bench.engine.interrupts import interruptible
 from vireid_bench.engine.kernels import score_queries
 from vireid_bench.engine.plans import (
     METRICS,
@@ -51,7 +52,8 @@ from vireid_bench.engine.plans import (
 )
 from vireid_bench.engine.streaming import StreamJob, score_streamed
 from vireid_bench.errors import ProtocolError
-from vireid_bench.io.dump import FeatureDump, load_dump
+from vireid_bench.io.dump import FeatureDump, declared_feature_bytes, load_dump
+from vireid_bench.io.memory import parse_memory_limit
 from vireid_bench.protocol import Preset, resolve_presets
 from vireid_bench.protocol.conventions import Convention, EvaluationPlan
 
@@ -81,6 +83,7 @@ DEFAULT_BLOCK_BYTES = 256 * 1024**2
 ProgressCallback = Callable[[int], None]
 
 
+@interruptible
 def score_tasks(
     dump: FeatureDump,
     tasks: list[Task],
@@ -96,6 +99,7 @@ def score_tasks(
     order of its plans that share a split (the plans' order when they have one split).
     """
     for split_index in range(len(dump.splits)):
+        counted = SplitProgress(progress, dump.splits[split_index].n_images)
         _score_split(
             dump,
             split_index,
@@ -105,9 +109,31 @@ def score_tasks(
             context.distance,
             context.convention,
             block_bytes,
-            progress,
+            counted,
             memory,
         )
+        counted.finish()
+
+
+class SplitProgress:
+    """A split's progress reports, topped up to its image count when the split is done.
+
+    The scoring paths report query rows as they are scored; images that are no query
+    count when their split is finished, so a run's reports add up to the dump's images
+    (the total the command line's progress bar is given).
+    """
+
+    def __init__(self, progress: ProgressCallback | None, images: int) -> None:
+        self.progress, self.images, self.done = progress, int(images), 0
+
+    def __call__(self, rows: int) -> None:
+        rows = min(int(rows), self.images - self.done)
+        if self.progress is not None and rows > 0:
+            self.done += rows
+            self.progress(rows)
+
+    def finish(self) -> None:
+        self(self.images - self.done)
 
 
 def make_shards(setup: EvaluationSetup, block_queries: int | None = None) -> list[Shard]:
@@ -257,6 +283,7 @@ def aggregate(setup: EvaluationSetup) -> Evaluation:
     return Evaluation(rows=rows, per_query=per_query)
 
 
+@interruptible
 def evaluate(
     dump: FeatureDump,
     presets: Sequence[Preset],
@@ -273,6 +300,7 @@ def evaluate(
     memory: MemoryOptions | None = None,
     rerank: str | None = None,
     rerank_params: Mapping[str, object] | None = None,
+    query_modality: str | None = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -288,10 +316,14 @@ def evaluate(
         cmc: ``"image"`` or ``"identity"`` to override every preset's CMC convention.
         trials: evaluate only the first ``trials`` trials.
         query_modalities: restrict to these query modalities (names).
+        query_modality: the command line's ``--query-modality``: ``"infrared"``,
+            ``"visible"`` or ``"both"`` (the default); give it or ``query_modalities``.
         strict: raise instead of skipping a preset that is empty or not applicable
             (the CLI sets it when presets are named one by one).
         block_bytes: memory budget of one distance block.
-        progress: called with the number of query rows done after each block.
+        progress: called with a number of images done, after each block of queries
+            (each query row counts once; the split's other images when it is done): the
+            calls add up to the dump's image count, in every path (re-ranked included).
         convention: override the dataset convention (default: by ``dump.dataset``).
         memory: memory limit / forced streaming (:class:`MemoryOptions`); by default row
             blocks of ``block_bytes`` in memory, streamed when the features are lazy.
@@ -310,6 +342,7 @@ def evaluate(
             gallery, no query with a true match, or does not apply to the dump.
         DumpError: zero-norm features under cosine, unknown feature set.
     """
+    query_modalities = chosen_modalities(query_modality, query_modalities)
     if rerank:
         rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
         if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
@@ -330,6 +363,7 @@ def evaluate(
     if rerank:
         context = setup.context
         for split_index in range(len(dump.splits)):
+            counted = SplitProgress(progress, dump.splits[split_index].n_images)
             rerank_scoring.score_split_reranked(
                 dump,
                 split_index,
@@ -339,10 +373,11 @@ def evaluate(
                 context.distance,
                 context.convention,
                 block_bytes,
-                progress,
+                counted,
                 rerank,
                 rerank_params,
             )
+            counted.finish()
         evaluation = aggregate(setup)
         rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
         return evaluation
@@ -355,6 +390,51 @@ def evaluate(
         memory=memory,
     )
     return aggregate(setup)
+
+
+QUERY_MODALITY_CHOICES = ("infrared", "visible", "both")
+
+
+def chosen_modalities(
+    query_modality: str | None, query_modalities: Iterable[str] | None
+) -> list[str] | None:
+    """The query modalities of ``query_modality=`` (CLI spelling) or ``query_modalities=``.
+
+    Raises:
+        ProtocolError: both given, or a value other than infrared, visible, both.
+    """
+    if query_modality is None:
+        return None if query_modalities is None else list(query_modalities)
+    if query_modalities is not None:
+        raise ProtocolError("give query_modality or query_modalities, not both")
+    if query_modality not in QUERY_MODALITY_CHOICES:
+        raise ProtocolError(
+            f"unknown query modality {query_modality!r} "
+            f"(valid: {', '.join(QUERY_MODALITY_CHOICES)})"
+        )
+    return None if query_modality == "both" else [query_modality]
+
+
+def memory_options(
+    memory_limit: int | str | None, memory: MemoryOptions | None
+) -> MemoryOptions | None:
+    """``memory`` with the limit ``memory_limit`` means (bytes, or ``"4G"``, ``"50%"``).
+
+    Raises:
+        VireidBenchError: a limit :func:`~vireid_bench.io.memory.parse_memory_limit`
+            refuses (below 64 KiB, unreadable), or given both as a limit and in ``memory``.
+    """
+    if memory_limit is None:
+        return memory
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, str)):
+        raise ProtocolError(
+            f"memory_limit: expected bytes (int) or a string like '4G' or '50%', "
+            f"got {type(memory_limit).__name__}"
+        )
+    limit = parse_memory_limit(str(memory_limit))
+    if memory is not None and memory.limit is not None:
+        raise ProtocolError("give memory_limit or memory=MemoryOptions(limit=...), not both")
+    return replace(memory or MemoryOptions(), limit=limit)
 
 
 def _row_order(presets: Sequence[Preset], row: dict[str, object]) -> tuple[int, str, int]:
@@ -635,6 +715,8 @@ def _score_split_in_memory(
 def score(
     dump: str | os.PathLike | FeatureDump,
     protocols: str | Iterable[str] = "all",
+    *,
+    memory_limit: int | str | None = None,
     **options: object,
 ):
     """Score a feature dump; return one pandas DataFrame row per (protocol, query modality).
@@ -642,18 +724,31 @@ def score(
     Args:
         dump: a dump path or a loaded :class:`~vireid_bench.io.dump.FeatureDump`.
         protocols: ``"all"``, a preset name, a comma list, or an iterable of names.
+        memory_limit: the command line's ``--memory-limit``: bytes (int) or a string
+            (``"4G"``, ``"512MiB"``, ``"50%"`` of the memory available now). Default: no
+            limit (features in memory, row blocks of ``block_bytes``). A dump whose
+            features take more than half the limit is read lazily, as the command does.
         **options: passed to :func:`evaluate` (``features``, ``distance``, ``cmc``,
-            ``trials``, ``query_modalities``, ``strict``, ``block_bytes``).
+            ``trials``, ``query_modality`` or ``query_modalities``, ``strict``,
+            ``block_bytes``, ``rerank``, ...).
 
     Returns:
         A DataFrame whose columns are :data:`RESULT_KEYS`; metric values in percent.
     """
     import pandas as pd
 
+    memory = memory_options(memory_limit, options.pop("memory", None))  # type: ignore[arg-type]
     if isinstance(dump, FeatureDump):
         loaded = dump
     else:
         chosen = options.get("features")
-        loaded = load_dump(dump, feature_sets=[chosen] if isinstance(chosen, str) else [])
-    evaluation = evaluate(loaded, resolve_presets(protocols), **options)
+        wanted = [chosen] if isinstance(chosen, str) else []
+        lazy = (
+            memory is not None
+            and memory.limit is not None
+            and not options.get("rerank")
+            and declared_feature_bytes(dump, wanted) > memory.limit // 2
+        )
+        loaded = load_dump(dump, feature_sets=wanted, lazy=lazy)
+    evaluation = evaluate(loaded, resolve_presets(protocols), memory=memory, **options)
     return pd.DataFrame(evaluation.rows, columns=list(RESULT_KEYS))
