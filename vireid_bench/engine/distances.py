@@ -113,8 +113,8 @@ def _raise_zero_norm(
         )
 
 
-def euclidean_scale(source: str, sets: Iterable[tuple[str, object]]) -> np.float32:
-    """Return the power of two Euclidean features of a split are multiplied by (often 1).
+def euclidean_scale(source: str, sets: Iterable[tuple[str, object]]) -> int:
+    """Return ``e``: Euclidean features of a split are multiplied by ``2**e`` (often 0).
 
     ``sets`` are (name, features) pairs: arrays, or lazy features (``shape``,
     ``read_rows``), which are read once in slabs. One scale for every set, so that
@@ -129,7 +129,7 @@ def euclidean_scale(source: str, sets: Iterable[tuple[str, object]]) -> np.float
             peaks[name] = _row_peaks(features)
     top = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
     if top == 0.0:
-        return np.float32(1.0)
+        return 0
     for name, peak in peaks.items():
         nonzero = peak[peak > 0]
         if nonzero.size and top / float(nonzero.min()) > MAX_SPAN:
@@ -142,8 +142,8 @@ def euclidean_scale(source: str, sets: Iterable[tuple[str, object]]) -> np.float
                 "scales differ this much (use --distance cosine or rescale the features)",
             )
     if EUCLIDEAN_RANGE[0] <= top <= EUCLIDEAN_RANGE[1]:
-        return np.float32(1.0)
-    return np.float32(np.ldexp(1.0, -int(np.frexp(top)[1])))
+        return 0
+    return -int(np.frexp(top)[1])
 
 
 def _row_peaks(features) -> np.ndarray:
@@ -172,7 +172,9 @@ def check_distances(dist: np.ndarray, source: str, name: str) -> np.ndarray:
     Raises:
         DumpError: one line naming ``source`` and ``features/<name>``.
     """
-    if np.isfinite(dist.sum()):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = dist.sum()
+    if np.isfinite(total):
         return dist
     bad = int(dist.size - np.count_nonzero(np.isfinite(dist)))
     if bad:
@@ -217,12 +219,12 @@ def distance_block(
 
 
 def row_reader(
-    source: str, name: str, features, distance: str, scale: float = 1.0
+    source: str, name: str, features, distance: str, scale: int = 0
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Return a reader of float32 rows for sorted split indices.
 
-    Cosine: normalised rows (:func:`unit_rows`). Euclidean: rows times ``scale`` (the
-    split's :func:`euclidean_scale`).
+    Cosine: normalised rows (:func:`unit_rows`). Euclidean: rows times ``2**scale`` (the
+    split's :func:`euclidean_scale`; exact, :func:`numpy.ldexp`).
     """
 
     def read(rows: np.ndarray) -> np.ndarray:
@@ -233,8 +235,8 @@ def row_reader(
             block, zero_rows = unit_rows(block)
             # the same one-line error as the in-memory path, naming the split row
             _raise_zero_norm(source, name, zero_rows, np.arange(rows.size), rows)
-        elif scale != 1.0:
-            block = block * np.float32(scale)
+        elif scale:
+            block = np.ldexp(block, scale).astype(np.float32, copy=False)
         return np.ascontiguousarray(block, dtype=np.float32)
 
     return read
@@ -246,10 +248,10 @@ def prepared_features(
     """Return the (cross, same) feature arrays ready for :func:`distance_block`.
 
     Cosine: L2-normalised (``rows`` checked for zero norm). Euclidean: times the split's
-    :func:`euclidean_scale` (the arrays themselves when it is 1). ``same`` is ``cross``
+    :func:`euclidean_scale` (the arrays themselves when it is 0). ``same`` is ``cross``
     itself when both names are the same set.
     """
-    scale = np.float32(1.0)
+    scale = 0
     if distance == "euclidean":
         scale = euclidean_scale(source, ((name, split.features[name]) for name in names))
 
@@ -257,8 +259,8 @@ def prepared_features(
         array = split.features[name]
         if distance == "cosine":
             array = normalised(source, name, array, rows)
-        elif scale != 1.0:
-            array = array * scale
+        elif scale:
+            array = np.ldexp(array, scale).astype(np.float32, copy=False)
         return array
 
     cross = prepare(names[0])

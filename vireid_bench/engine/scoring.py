@@ -586,7 +586,7 @@ def _score_split_streamed(
                 },
             )
         )
-    scale = 1.0
+    scale = 0
     if distance == "euclidean":
         scale = euclidean_scale(
             dump.source, ((name, split.features[name]) for name in (cross_name, same_name))
