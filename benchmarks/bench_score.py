@@ -8,7 +8,9 @@ For each problem (synthetic features and labels), three timings, each the median
 * ``matmul``: the distance computation alone (float32 BLAS), the physical floor;
 * ``numba``: distances + :func:`vireid_bench.engine.kernels.score_queries` (sort-free counting);
 * ``numpy``: distances + :func:`vireid_bench.engine.reference.numpy_score` (full stable argsort per
-  query and boolean masks, as public VI-ReID scripts evaluate).
+  query and boolean masks, as public VI-ReID scripts evaluate);
+* ``checked``: ``numba`` plus the NaN / Inf check the scorer runs on every distance block
+  (:func:`vireid_bench.engine.distances.check_distances`); ``checked/numba`` is its cost.
 
 It checks that both paths agree (ranks exactly, AP/INP to 1e-9) and prints a table of
 ratios: numpy/numba on the metric step alone and end to end, and numba/matmul. Absolute
@@ -22,6 +24,7 @@ import time
 
 import numpy as np
 
+from vireid_bench.engine.distances import check_distances
 from vireid_bench.engine.kernels import score_queries
 from vireid_bench.engine.reference import numpy_score
 from vireid_bench.protocol.presets import builtin_presets
@@ -77,8 +80,10 @@ def run(problem: dict, method: str, clauses: np.ndarray, block: int) -> tuple[fl
         if method == "matmul":
             continue
         t0 = time.perf_counter()
+        if method == "checked":
+            check_distances(dist, "bench", "features")
         labels = {k: problem[k][lo:hi] for k in ("q_pid", "q_cam", "q_mod", "q_uid")}
-        if method == "numba":
+        if method in ("numba", "checked"):
             out = score_queries(
                 dist,
                 np.arange(hi - lo),
@@ -132,7 +137,7 @@ def main() -> None:
         repeats = 1 if shape[1] >= 50000 else args.repeats
         timings = {}
         outputs = {}
-        for method in ("matmul", "numba", "numpy"):
+        for method in ("matmul", "numba", "checked", "numpy"):
             runs = [run(problem, method, clauses, args.block) for _ in range(repeats)]
             timings[method] = (
                 float(np.median([r[0] for r in runs])),
@@ -153,6 +158,8 @@ def main() -> None:
                 timings["numpy"][1] / timings["numba"][1],
                 timings["numpy"][0] / timings["numba"][0],
                 timings["numba"][0] / matmul,
+                timings["checked"][0] / timings["numba"][0],
+                timings["checked"][1] / timings["numba"][1],
             )
         )
         print(f"done: {name}", flush=True)
@@ -165,6 +172,8 @@ def main() -> None:
         "numpy/numba metrics",
         "numpy/numba total",
         "numba/matmul",
+        "checked/numba total",
+        "checked/numba metrics",
     )
     print(
         f"\npreset {args.preset}, image CMC, median of {args.repeats} (1 for the large one); "
@@ -175,7 +184,7 @@ def main() -> None:
     for row in rows:
         print(
             f"| {row[0]} | {row[1]:.2f} | {row[2]:.2f} | {row[3]:.2f} | {row[4]:.1f}x | "
-            f"{row[5]:.1f}x | {row[6]:.2f}x |"
+            f"{row[5]:.1f}x | {row[6]:.2f}x | {row[7]:.3f}x | {row[8]:.3f}x |"
         )
 
 
