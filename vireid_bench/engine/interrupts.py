@@ -6,17 +6,14 @@ a parallel region), the ``KeyboardInterrupt`` surfaces as ``SystemError: ... ret
 result with an exception set``, with the interrupt as its cause. The command line maps a
 ``KeyboardInterrupt`` to exit code 130 (143 for its ``Terminated`` subclass) but a
 ``SystemError`` to a traceback, so every engine entry point that runs kernels is wrapped
-with :func:`interruptible`, which re-raises the original interrupt object (its class, so
+with :func:`interrupts_restored`, which re-raises the original interrupt object (its class, so
 ``Terminated`` stays ``Terminated``).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TypeVar
-
-F = TypeVar("F", bound=Callable)
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def interrupt_cause(exc: BaseException) -> KeyboardInterrupt | None:
@@ -31,17 +28,18 @@ def interrupt_cause(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
-def interruptible(function: F) -> F:
-    """Decorate ``function`` so an interrupt wrapped in a SystemError comes out as itself."""
+@contextmanager
+def interrupts_restored() -> Iterator[None]:
+    """Re-raise an interrupt that comes out of the block wrapped in a SystemError as itself.
 
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except SystemError as exc:
-            cause = interrupt_cause(exc)
-            if cause is None:
-                raise
-            raise cause from None
-
-    return wrapper  # type: ignore[return-value]
+    A context manager rather than a decorator: it adds no frame between the engine's
+    functions and their caller, so ``warnings.warn(stacklevel=...)`` still points at the
+    caller.
+    """
+    try:
+        yield
+    except SystemError as exc:
+        cause = interrupt_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None

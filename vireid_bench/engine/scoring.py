@@ -30,7 +30,7 @@ from vireid_bench.engine.distances import (
     prepared_features,
     row_reader,
 )
-from vireid_bench.engine.interrupts import interruptible
+from vireid_bench.engine.interrupts import interrupts_restored
 from vireid_bench.engine.kernels import score_queries
 from vireid_bench.engine.plans import (
     METRICS,
@@ -83,7 +83,6 @@ DEFAULT_BLOCK_BYTES = 256 * 1024**2
 ProgressCallback = Callable[[int], None]
 
 
-@interruptible
 def score_tasks(
     dump: FeatureDump,
     tasks: list[Task],
@@ -98,21 +97,22 @@ def score_tasks(
     Every split of ``dump`` is scored in turn; within a task, scores are appended in the
     order of its plans that share a split (the plans' order when they have one split).
     """
-    for split_index in range(len(dump.splits)):
-        counted = SplitProgress(progress, dump.splits[split_index].n_images)
-        _score_split(
-            dump,
-            split_index,
-            tasks,
-            context.cross_name,
-            context.same_name,
-            context.distance,
-            context.convention,
-            block_bytes,
-            counted,
-            memory,
-        )
-        counted.finish()
+    with interrupts_restored():  # Ctrl-C inside a kernel: KeyboardInterrupt
+        for split_index in range(len(dump.splits)):
+            counted = SplitProgress(progress, dump.splits[split_index].n_images)
+            _score_split(
+                dump,
+                split_index,
+                tasks,
+                context.cross_name,
+                context.same_name,
+                context.distance,
+                context.convention,
+                block_bytes,
+                counted,
+                memory,
+            )
+            counted.finish()
 
 
 class SplitProgress:
@@ -283,7 +283,6 @@ def aggregate(setup: EvaluationSetup) -> Evaluation:
     return Evaluation(rows=rows, per_query=per_query)
 
 
-@interruptible
 def evaluate(
     dump: FeatureDump,
     presets: Sequence[Preset],
@@ -342,54 +341,55 @@ def evaluate(
             gallery, no query with a true match, or does not apply to the dump.
         DumpError: zero-norm features under cosine, unknown feature set.
     """
-    query_modalities = chosen_modalities(query_modality, query_modalities)
-    if rerank:
-        rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
-        if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
-            raise ProtocolError(
-                f"{dump.source}: --rerank needs the features in memory; raise --memory-limit"
-            )
-    setup = plan_evaluation(
-        dump,
-        presets,
-        features=features,
-        distance=distance,
-        cmc=cmc,
-        trials=trials,
-        query_modalities=query_modalities,
-        strict=strict,
-        convention=convention,
-    )
-    if rerank:
-        context = setup.context
-        for split_index in range(len(dump.splits)):
-            counted = SplitProgress(progress, dump.splits[split_index].n_images)
-            rerank_scoring.score_split_reranked(
-                dump,
-                split_index,
-                setup.tasks,
-                context.cross_name,
-                context.same_name,
-                context.distance,
-                context.convention,
-                block_bytes,
-                counted,
-                rerank,
-                rerank_params,
-            )
-            counted.finish()
-        evaluation = aggregate(setup)
-        rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
-        return evaluation
-    score_tasks(
-        dump,
-        setup.tasks,
-        setup.context,
-        block_bytes=block_bytes,
-        progress=progress,
-        memory=memory,
-    )
-    return aggregate(setup)
+    with interrupts_restored():  # Ctrl-C inside a kernel: KeyboardInterrupt
+        query_modalities = chosen_modalities(query_modality, query_modalities)
+        if rerank:
+            rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
+            if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
+                raise ProtocolError(
+                    f"{dump.source}: --rerank needs the features in memory; raise --memory-limit"
+                )
+        setup = plan_evaluation(
+            dump,
+            presets,
+            features=features,
+            distance=distance,
+            cmc=cmc,
+            trials=trials,
+            query_modalities=query_modalities,
+            strict=strict,
+            convention=convention,
+        )
+        if rerank:
+            context = setup.context
+            for split_index in range(len(dump.splits)):
+                counted = SplitProgress(progress, dump.splits[split_index].n_images)
+                rerank_scoring.score_split_reranked(
+                    dump,
+                    split_index,
+                    setup.tasks,
+                    context.cross_name,
+                    context.same_name,
+                    context.distance,
+                    context.convention,
+                    block_bytes,
+                    counted,
+                    rerank,
+                    rerank_params,
+                )
+                counted.finish()
+            evaluation = aggregate(setup)
+            rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
+            return evaluation
+        score_tasks(
+            dump,
+            setup.tasks,
+            setup.context,
+            block_bytes=block_bytes,
+            progress=progress,
+            memory=memory,
+        )
+        return aggregate(setup)
 
 
 QUERY_MODALITY_CHOICES = ("infrared", "visible", "both")
