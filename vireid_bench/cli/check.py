@@ -9,11 +9,18 @@ import click
 
 from vireid_bench.cli.common import (
     EXIT_REGRESSION,
+    InputError,
     ToolkitCommand,
+    note_cold_kernels,
     one_line_warnings,
     toolkit_version,
 )
-from vireid_bench.cli.options import memory_limit_option, memory_options, scheduler_options
+from vireid_bench.cli.options import (
+    memory_limit_option,
+    memory_options,
+    parents_option,
+    scheduler_options,
+)
 from vireid_bench.engine.scheduler import scheduler_from_options
 
 
@@ -37,11 +44,13 @@ from vireid_bench.engine.scheduler import scheduler_from_options
     type=click.Path(file_okay=False),
     help="Folder of expected files (default: FOLDER/expected).",
 )
+@parents_option
 @memory_limit_option
 @scheduler_options
 def check_command(
     folder: str,
     update: bool,
+    parents: bool,
     tolerance: float,
     expected_dir: str | None,
     memory_limit: str,
@@ -62,8 +71,22 @@ def check_command(
     cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
+    from pathlib import Path
+
+    from vireid_bench.engine import kernels
     from vireid_bench.results import check as chk
 
+    expected_root = Path(expected_dir) if expected_dir else Path(folder) / chk.EXPECTED_DIR
+    if not update and Path(folder).is_dir() and not expected_root.is_dir():
+        raise InputError(
+            f"{expected_root}: no expected results folder (record them with: vireid-bench "
+            f"check {folder} --update --parents)"
+        )
+    if update and not expected_root.is_dir() and not parents:
+        raise InputError(
+            f"{expected_root}: folder does not exist (create it, or pass --parents)"
+        )
+    note_cold_kernels(kernels)
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
@@ -92,7 +115,7 @@ def check_command(
     if update:
         stale = [check for check in report.checks if check.needs_update]
         for check in stale:
-            chk.write_expected(check)
+            chk.write_expected(check, parents=parents)
         click.echo(f"\nupdated {len(stale)} expected file(s)")
         return
     if differences:

@@ -281,9 +281,14 @@ def check_dumps(
     return report
 
 
-def write_expected(check: DumpCheck) -> None:
-    """Write a check's freshly scored document as its expected file (atomically)."""
-    write_text_atomic(check.expected_path, json.dumps(check.document, indent=2) + "\n")
+def write_expected(check: DumpCheck, *, parents: bool = False) -> None:
+    """Write a check's freshly scored document as its expected file (atomically).
+
+    A missing expected folder is created only with ``parents=True`` (``check --parents``).
+    """
+    write_text_atomic(
+        check.expected_path, json.dumps(check.document, indent=2) + "\n", parents=parents
+    )
 
 
 def _show(value: object) -> str:
