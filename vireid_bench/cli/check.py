@@ -5,6 +5,8 @@ Exit 1 when a number moved (the regression code), 2 on bad input.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from vireid_bench.cli.common import (
@@ -71,20 +73,23 @@ def check_command(
     cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
-    from pathlib import Path
-
     from vireid_bench.engine import kernels
+    from vireid_bench.io.files import OutputError
     from vireid_bench.results import check as chk
 
     expected_root = Path(expected_dir) if expected_dir else Path(folder) / chk.EXPECTED_DIR
-    if not update and Path(folder).is_dir() and not expected_root.is_dir():
+    has_dumps = Path(folder).is_dir() and any(Path(folder).glob("*.h5"))
+    if has_dumps and not update and not expected_root.is_dir():
         raise InputError(
-            f"{expected_root}: no expected results folder (record them with: vireid-bench "
-            f"check {folder} --update --parents)"
+            f"{expected_root}: no expected results folder (record them first: "
+            f"vireid-bench check {folder} --update)"
         )
-    if update and not expected_root.is_dir() and not parents:
-        raise InputError(
-            f"{expected_root}: folder does not exist (create it, or pass --parents)"
+    if expected_root.exists() and not expected_root.is_dir():
+        raise OutputError(expected_root, "is not a folder")
+    if update and not expected_root.exists() and not expected_root.parent.is_dir() and not parents:
+        raise OutputError(
+            expected_root,
+            f"folder {expected_root.parent} does not exist (create it, or pass --parents)",
         )
     note_cold_kernels(kernels)
     chosen = scheduler_from_options(
@@ -114,6 +119,12 @@ def check_command(
         click.echo(chk.difference_table(differences))
     if update:
         stale = [check for check in report.checks if check.needs_update]
+        if stale and not expected_root.is_dir():
+            try:
+                expected_root.mkdir(parents=parents)
+            except OSError as exc:
+                raise OutputError(expected_root, f"cannot create folder ({exc.strerror})") from exc
+            click.echo(f"created folder {expected_root}", err=True)
         for check in stale:
             chk.write_expected(check, parents=parents)
         click.echo(f"\nupdated {len(stale)} expected file(s)")
