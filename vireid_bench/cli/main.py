@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from vireid_bench.protocol.conventions import Convention
 
 @click.group(
+    "vireid-bench",
     cls=ToolkitGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

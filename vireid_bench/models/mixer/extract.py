@@ -123,8 +123,8 @@ def extract(
         name: the model's name in the dump's ``model`` attribute, followed by
             ``@<config hash>`` (default: :func:`model_name`).
     """
+    dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
     model, state = load_checkpoint(checkpoint)
-    dev = resolve_device(device)
     trial = state["trial"] if trial is None else trial
     frame = image_index(dataset, root, "test", trial)
     done = [0]
