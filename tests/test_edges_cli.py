@@ -112,9 +112,25 @@ def test_an_output_that_is_not_a_regular_file_is_refused(dump, tmp_path, kind):
     assert victim.read_text() == "keep me\n"
 
 
-def test_dev_full_and_stdout_dash(dump):
-    line = one_error_line(run("score", dump, "-p", "cross", "-o", "/dev/full"))
-    assert line.startswith("error: /dev/full: is a device; refusing to replace it")
+def private_device(folder: Path) -> Path:
+    """A character device node like /dev/full (1, 7), private to the test.
+
+    Never /dev/full itself: the old writer, run as root, replaced the system's device node
+    by a regular file.
+    """
+    node = folder / "full"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except (PermissionError, OSError) as exc:
+        pytest.skip(f"cannot create a device node here ({exc})")
+    return node
+
+
+def test_a_device_is_refused_and_dash_is_stdout(dump, tmp_path):
+    device = private_device(tmp_path)
+    line = one_error_line(run("score", dump, "-p", "cross", "-o", device))
+    assert line.startswith(f"error: {device}: is a device; refusing to replace it")
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
     result = run("score", dump, "-p", "cross", "-o", "-")
     assert result.exit_code == 0 and "cross" in result.stdout
 
@@ -175,6 +191,8 @@ def test_an_unwritable_output_is_one_line_exit_2(dump):
 
 
 def test_no_space_left_on_stdout_is_one_line_exit_2(dump):
+    if not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("/dev/full is not the full device here")
     with open("/dev/full", "w") as full:
         done = subprocess.run(
             [EXECUTABLE, "score", str(dump), "-p", "cross"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,11 @@ def files(tmp_path_factory):
     (root / "text.h5").write_text("not hdf5\n")
     (root / "folder").mkdir()
     os.mkfifo(root / "fifo")
+    # a private device node, never /dev/full itself (an old writer run as root replaced it)
+    try:
+        os.mknod(root / "device", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except OSError:
+        os.mkfifo(root / "device")
     return {
         "root": root, "dump": dump, "other": other, "scored": scored, "stored": stored,
     }
@@ -73,7 +79,7 @@ def out_paths(files) -> st.SearchStrategy[str]:
     return st.sampled_from([
         "-", str(root / "new-out.txt"), str(files["dump"]), str(root / "folder"),
         str(root / "fifo"), str(root / "nowhere" / "x.txt"), "/proc/vireid-x.txt",
-        "/dev/full", str(root / "folder") + "/",
+        str(root / "device"), str(root / "folder") + "/",
     ])
 
 
