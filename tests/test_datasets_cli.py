@@ -16,7 +16,8 @@ def test_index_writes_the_csv_a_dump_is_written_from(tmp_path):
     counts = {(pid, cam): 2 for pid in range(1, 24) for cam in (1, 2, 3, 6)}
     root = make_sysu(tmp_path / "sysu", counts, test_ids=list(range(1, 24)))
     out = tmp_path / "out" / "images.csv"
-    result = CliRunner().invoke(index_command, ["sysu", "--root", str(root), "--out", str(out)])
+    args = ["sysu", "--root", str(root), "--out", str(out), "--parents"]
+    result = CliRunner().invoke(index_command, args)
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "dataset = sysu-mm01" in result.output
     frame = pd.read_csv(out)

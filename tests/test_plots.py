@@ -59,7 +59,8 @@ def test_cmc_command_overlays_models(tmp_path):
     png, svg = tmp_path / "out" / "cmc.png", tmp_path / "out" / "cmc.svg"
     result = CliRunner().invoke(
         plot_command,
-        ["cmc", str(a), str(b), "-p", "mix-id,cross", "-o", str(png), "-o", str(svg)],
+        ["cmc", str(a), str(b), "-p", "mix-id,cross", "-o", str(png), "-o", str(svg)]
+        + ["--parents"],
     )
     assert result.exit_code == 0, result.output
     assert_figures(png, svg)

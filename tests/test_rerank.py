@@ -295,7 +295,7 @@ def test_cli_rerank(tiny_dump, args, label):
         ["--rerank", "k-reciprocal", "--rerank-k1", "0"],
         ["--rerank", "k-reciprocal", "--rerank-lambda", "1.5"],
         ["--rerank", "aim", "--rerank-lambda", "0.5"],
-        ["--rerank", "aim", "--metric", "euclidean"],
+        ["--rerank", "aim", "--distance", "euclidean"],
         ["--rerank-k2", "3"],
     ],
 )

@@ -5,15 +5,24 @@ Exit 1 when a number moved (the regression code), 2 on bad input.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from vireid_bench.cli.common import (
     EXIT_REGRESSION,
+    InputError,
     ToolkitCommand,
+    note_cold_kernels,
     one_line_warnings,
     toolkit_version,
 )
-from vireid_bench.cli.options import memory_limit_option, memory_options, scheduler_options
+from vireid_bench.cli.options import (
+    memory_limit_option,
+    memory_options,
+    parents_option,
+    scheduler_options,
+)
 from vireid_bench.engine.scheduler import scheduler_from_options
 
 
@@ -37,11 +46,13 @@ from vireid_bench.engine.scheduler import scheduler_from_options
     type=click.Path(file_okay=False),
     help="Folder of expected files (default: FOLDER/expected).",
 )
+@parents_option
 @memory_limit_option
 @scheduler_options
 def check_command(
     folder: str,
     update: bool,
+    parents: bool,
     tolerance: float,
     expected_dir: str | None,
     memory_limit: str,
@@ -62,8 +73,25 @@ def check_command(
     cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.engine import kernels
+    from vireid_bench.io.files import OutputError
     from vireid_bench.results import check as chk
 
+    expected_root = Path(expected_dir) if expected_dir else Path(folder) / chk.EXPECTED_DIR
+    has_dumps = Path(folder).is_dir() and any(Path(folder).glob("*.h5"))
+    if has_dumps and not update and not expected_root.is_dir():
+        raise InputError(
+            f"{expected_root}: no expected results folder (record them first: "
+            f"vireid-bench check {folder} --update)"
+        )
+    if expected_root.exists() and not expected_root.is_dir():
+        raise OutputError(expected_root, "is not a folder")
+    if update and not expected_root.exists() and not expected_root.parent.is_dir() and not parents:
+        raise OutputError(
+            expected_root,
+            f"folder {expected_root.parent} does not exist (create it, or pass --parents)",
+        )
+    note_cold_kernels(kernels)
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
@@ -92,8 +120,14 @@ def check_command(
         click.echo(chk.difference_table(differences))
     if update:
         stale = [check for check in report.checks if check.needs_update]
+        if stale and not expected_root.is_dir():
+            try:
+                expected_root.mkdir(parents=parents)
+            except OSError as exc:
+                raise OutputError(expected_root, f"cannot create folder ({exc.strerror})") from exc
+            click.echo(f"created folder {expected_root}", err=True)
         for check in stale:
-            chk.write_expected(check)
+            chk.write_expected(check, parents=parents)
         click.echo(f"\nupdated {len(stale)} expected file(s)")
         return
     if differences:

@@ -8,8 +8,15 @@ import os
 
 import click
 
-from vireid_bench.cli.common import ToolkitCommand, one_line_warnings, toolkit_version, write_output
-from vireid_bench.cli.options import split_list
+from vireid_bench.cli.common import (
+    ToolkitCommand,
+    check_output,
+    note_cold_kernels,
+    one_line_warnings,
+    toolkit_version,
+    write_output,
+)
+from vireid_bench.cli.options import parents_option, split_list
 
 
 def _compare_rows_as_dicts(rows, confidence: float) -> list[dict[str, object]]:
@@ -131,6 +138,7 @@ def _render_compare(rows, fmt: str, confidence: float, title: str, version: str)
     show_default=True,
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@parents_option
 def compare_command(
     dump_a: str,
     dump_b: str,
@@ -144,6 +152,7 @@ def compare_command(
     trials: int | None,
     fmt: str,
     output: str | None,
+    parents: bool,
 ) -> None:
     """Paired significance of model A against model B on the identical galleries.
 
@@ -154,12 +163,15 @@ def compare_command(
     the settings, for each metric separately.
     """
     # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.engine import kernels
     from vireid_bench.engine.scoring import evaluate
     from vireid_bench.io.dump import load_dump
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.results.stats import compare_evaluations
 
+    check_output(output, [dump_a, dump_b], parents=parents)
     presets = resolve_presets(protocol)
+    note_cold_kernels(kernels)
     strict = "all" not in split_list(protocol)
     modalities = None if query_modality == "both" else [query_modality]
     loaded, evaluations = [], []
@@ -187,4 +199,5 @@ def compare_command(
         f"({permutations} sign flips, two-sided), {100 * confidence:g}% bootstrap CI of A−B "
         f"({resamples} resamples of queries), Holm across settings per metric; seed {seed}"
     )
-    write_output(_render_compare(rows, fmt, confidence, title, toolkit_version()), output)
+    text = _render_compare(rows, fmt, confidence, title, toolkit_version())
+    write_output(text, output, [dump_a, dump_b], parents=parents)

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import click
 
-from vireid_bench.cli.common import InputError
-from vireid_bench.io.files import write_text_atomic
+from vireid_bench.cli.common import ToolkitCommand, check_output, write_output
+from vireid_bench.cli.options import parents_option
+
+# The dataset names used everywhere else (dump attribute, protocols), and the old short
+# name ``sysu`` kept as an alias.
+INDEX_DATASETS = {"sysu-mm01": "sysu", "regdb": "regdb", "llcm": "llcm", "sysu": "sysu"}
 
 
-def _write_csv(frame, out: str) -> None:
-    """Write ``frame`` as CSV to stdout (``-``) or atomically to ``out``."""
-    text = frame.to_csv(index=False, lineterminator="\n")
-    if out == "-":
-        click.echo(text, nl=False)
-        return
-    write_text_atomic(out, text)
-
-
-@click.command("index")
-@click.argument("dataset", type=click.Choice(["sysu", "regdb", "llcm"]))
+@click.command("index", cls=ToolkitCommand)
+@click.argument("dataset", type=click.Choice(list(INDEX_DATASETS)))
 @click.option(
     "--root",
     required=True,
@@ -36,14 +31,15 @@ def _write_csv(frame, out: str) -> None:
     show_default=True,
     help="CSV file to write ('-': stdout).",
 )
+@parents_option
 @click.option(
     "--split",
     default="test",
     show_default=True,
     help="test, or train (SYSU-MM01 also val, trainval).",
 )
-def index_command(dataset: str, root: str, out: str, split: str) -> None:
-    """List DATASET's images (sysu, regdb or llcm) as CSV: path, pid, cam, modality.
+def index_command(dataset: str, root: str, out: str, split: str, parents: bool) -> None:
+    """List DATASET's images (sysu-mm01, regdb or llcm) as CSV: path, pid, cam, modality.
 
     Write your feature dump in exactly this order, with these columns and the dump
     attribute dataset = sysu-mm01, regdb or llcm (RegDB: one trials/<k> group per value
@@ -51,19 +47,17 @@ def index_command(dataset: str, root: str, out: str, split: str) -> None:
     galleries from the paths, as the community evaluation code does.
 
     \b
-      vireid-bench index sysu --root /data/SYSU-MM01 --out sysu-test.csv
+      vireid-bench index sysu-mm01 --root /data/SYSU-MM01 --out sysu-test.csv
     """
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.cli.common import one_line_warnings
-    from vireid_bench.errors import VireidBenchError
     from vireid_bench.protocol.datasets import DATASET_NAMES, INDEXERS
 
-    try:
-        with one_line_warnings():
-            frame = INDEXERS[dataset](root, split=split)
-    except VireidBenchError as exc:
-        raise InputError(str(exc)) from exc
-    _write_csv(frame, out)
+    dataset = INDEX_DATASETS[dataset]
+    check_output(out, parents=parents)
+    with one_line_warnings():
+        frame = INDEXERS[dataset](root, split=split)
+    write_output(frame.to_csv(index=False, lineterminator="\n"), out, parents=parents, quiet=True)
     summary = (
         f"{len(frame)} images, {frame['pid'].nunique()} ids "
         f"({int((frame['modality'] == 0).sum())} visible, "

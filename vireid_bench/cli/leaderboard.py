@@ -6,8 +6,19 @@ from pathlib import Path
 
 import click
 
-from vireid_bench.cli.common import ToolkitCommand, one_line_warnings, toolkit_version, write_output
-from vireid_bench.cli.options import memory_limit_option, memory_options, scheduler_options
+from vireid_bench.cli.common import (
+    ToolkitCommand,
+    note_cold_kernels,
+    one_line_warnings,
+    toolkit_version,
+    write_output,
+)
+from vireid_bench.cli.options import (
+    memory_limit_option,
+    memory_options,
+    parents_option,
+    scheduler_options,
+)
 from vireid_bench.engine.scheduler import scheduler_from_options
 
 
@@ -65,6 +76,7 @@ from vireid_bench.engine.scheduler import scheduler_from_options
     help="Settings to score feature dumps under (result files are taken as they are).",
 )
 @click.option("--trials", type=click.IntRange(min=1), help="Score only the first N trials.")
+@parents_option
 @memory_limit_option
 @scheduler_options
 def leaderboard_command(
@@ -77,6 +89,7 @@ def leaderboard_command(
     merge: bool,
     protocol: str,
     trials: int | None,
+    parents: bool,
     memory_limit: str,
     scheduler: str,
     scheduler_address: str | None,
@@ -96,11 +109,21 @@ def leaderboard_command(
     With '--scheduler dask' every dump is scored at once on a Dask cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.engine import kernels
+    from vireid_bench.io.files import OutputError
     from vireid_bench.results import leaderboard as lb
     from vireid_bench.results.reported import reported_datasets
 
     board = lb.Leaderboard()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(out_dir, "is not a folder")
+    if not out.exists() and not out.parent.is_dir() and not parents:
+        raise OutputError(
+            out_dir, f"folder {out.parent} does not exist (create it, or pass --parents)"
+        )
+    if any(str(path).endswith(".h5") for path in inputs):
+        note_cold_kernels(kernels)
     version = toolkit_version()
     if merge and out.is_dir():
         for existing in sorted(out.glob("*.csv")):
@@ -128,6 +151,12 @@ def leaderboard_command(
             board.add(lb.results_from_reported(dataset))
     if not datasets:
         raise lb.LeaderboardError("no result to put on a leaderboard")
+    if not out.is_dir():
+        try:
+            out.mkdir(parents=parents)
+        except OSError as exc:
+            raise OutputError(out_dir, f"cannot create folder ({exc.strerror})") from exc
+        click.echo(f"created folder {out}", err=True)
     for dataset in datasets:
         try:
             table = lb.build_table(
@@ -142,7 +171,7 @@ def leaderboard_command(
             )
         for fmt in dict.fromkeys(formats):
             target = out / f"{lb.output_name(dataset)}.{fmt}"
-            write_output(lb.RENDERERS[fmt](table), str(target))
+            write_output(lb.RENDERERS[fmt](table), str(target), inputs)
         measured = sum(e.source == "measured" for e in table.entries)
         click.echo(
             f"{dataset}: {measured} measured and {len(table.entries) - measured} reported "

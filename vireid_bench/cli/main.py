@@ -9,7 +9,6 @@ Results go to stdout (or ``--output``), diagnostics and progress bars to stderr.
 from __future__ import annotations
 
 import os
-import signal
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -19,9 +18,11 @@ from vireid_bench.cli.check import check_command
 from vireid_bench.cli.common import (
     InputError,
     ToolkitGroup,
+    check_output,
+    install_signal_handlers,
+    note_cold_kernels,
     one_line_warnings,
     progress_bar,
-    raise_terminated,
     toolkit_version,
     write_output,
 )
@@ -30,7 +31,7 @@ from vireid_bench.cli.import_features import import_command
 from vireid_bench.cli.index import index_command
 from vireid_bench.cli.leaderboard import leaderboard_command
 from vireid_bench.cli.mixer import mixer_group
-from vireid_bench.cli.options import memory_limit_option, scheduler_options
+from vireid_bench.cli.options import memory_limit_option, parents_option, scheduler_options
 from vireid_bench.cli.plot import plot_command
 from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from vireid_bench.protocol.conventions import Convention
 
 @click.group(
+    "vireid-bench",
     cls=ToolkitGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -82,18 +84,22 @@ def cli() -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
 )
+@parents_option
 @click.option(
     "--features",
     help="Use this feature set for every pair (default: the dump's cross/same-modality policy).",
 )
 @click.option(
-    "--metric",
     "--distance",
-    "distance",
     type=click.Choice(["cosine", "euclidean"]),
-    default="cosine",
-    show_default=True,
-    help="Distance: cosine on L2-normalised features, or Euclidean.",
+    help="Distance: cosine on L2-normalised features, or Euclidean.  [default: cosine]",
+)
+@click.option(
+    "--metric",
+    "metric_alias",
+    type=click.Choice(["cosine", "euclidean"]),
+    hidden=True,
+    help="Deprecated alias of --distance (compare's --metric is the per-query metric).",
 )
 @click.option(
     "--cmc",
@@ -185,8 +191,10 @@ def score_command(
     protocol: str,
     fmt: str,
     output: str | None,
+    parents: bool,
     features: str | None,
-    distance: str,
+    distance: str | None,
+    metric_alias: str | None,
     cmc: str | None,
     trials: int | None,
     query_modality: str,
@@ -225,6 +233,16 @@ def score_command(
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.results.report import render
 
+    check_output(output, [*dumps, *([rand_perm] if rand_perm else [])], parents=parents)
+    if metric_alias is not None:
+        if distance is not None and distance != metric_alias:
+            raise InputError(f"--metric {metric_alias} and --distance {distance} disagree")
+        click.echo(
+            "warning: score --metric is deprecated: use --distance (compare's --metric is "
+            "the per-query metric)",
+            err=True,
+        )
+    distance = distance or metric_alias or "cosine"
     limit = parse_memory_limit(memory_limit)
     memory = MemoryOptions(limit=limit, gallery_block=gallery_block)
     presets = resolve_presets(protocol)
@@ -276,6 +294,11 @@ def score_command(
     if chosen.kind == "dask" and rerank != "none":
         raise InputError("--rerank: not available with --scheduler dask yet (score locally)")
     rows = []
+    # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.engine import kernels
+    from vireid_bench.engine import rerank as rerank_kernels
+
+    note_cold_kernels(kernels, *([rerank_kernels] if rerank != "none" else []))
     with one_line_warnings():
         if chosen.kind == "dask":
             requests = [
@@ -304,7 +327,8 @@ def score_command(
                     rerank_params=rerank_params,
                 )
             rows.extend(_traced(evaluation.rows, path, fmt))
-    write_output(render(rows, fmt, toolkit_version()), output)
+    inputs = [*dumps, *([rand_perm] if rand_perm else [])]
+    write_output(render(rows, fmt, toolkit_version()), output, inputs, parents=parents)
 
 
 def _traced(rows: list[dict[str, object]], path: str, fmt: str) -> list[dict[str, object]]:
@@ -552,12 +576,12 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``vireid-bench``); SIGTERM exits cleanly with code 143."""
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    """Console entry point (``vireid-bench``); SIGINT exits 130 and SIGTERM 143, cleanly."""
+    restore = install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="vireid-bench")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,12 +14,16 @@ from functools import wraps
 
 import click
 
-from vireid_bench.cli.common import InputError
+from vireid_bench.cli.common import InputError, ToolkitCommand, ToolkitSubgroup
 from vireid_bench.models.mixer.config import BACKBONES, DATASETS
 
 
 def _one_line_errors(function: Callable) -> Callable:
-    """Turn missing torch and input errors into one-line messages with exit code 2."""
+    """Turn missing torch and the model code's ValueErrors into one-line messages, exit 2.
+
+    Everything else (toolkit errors, OSErrors, interrupts) goes through the error contract
+    of :class:`ToolkitCommand`.
+    """
 
     @wraps(function)
     def wrapper(*args, **kwargs):
@@ -48,7 +52,7 @@ def _parse_size(ctx, param, value):  # noqa: ARG001 - click callback
     return height, width
 
 
-@click.group("mixer")
+@click.group("mixer", cls=ToolkitSubgroup)
 def mixer_group() -> None:
     """MixER reference model: train it, extract a feature dump, then score the dump.
 
@@ -77,7 +81,7 @@ _device_option = click.option(
 )
 
 
-@mixer_group.command("train")
+@mixer_group.command("train", cls=ToolkitCommand)
 @_dataset_option
 @_root_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
@@ -172,7 +176,7 @@ def train_command(
     )
 
 
-@mixer_group.command("extract")
+@mixer_group.command("extract", cls=ToolkitCommand)
 @click.option(
     "--checkpoint",
     required=True,

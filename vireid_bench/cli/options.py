@@ -27,6 +27,18 @@ def memory_limit_option(command):
     )(command)
 
 
+def parents_option(command):
+    """Add ``--parents`` to a writing command, as ``parents``.
+
+    Without it a missing output folder is an error (``error: PATH: folder ... does not
+    exist``); with it the folder is created, as ``mkdir -p``.
+    """
+    return click.option(
+        "--parents",
+        is_flag=True,
+        help="Create the output file's missing parent folders (default: refuse).",
+    )(command)
+
 
 def scheduler_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--scheduler``, ``--scheduler-address``, ``--dask-*`` options to a command.

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from vireid_bench.cli.common import ToolkitCommand, ToolkitSubgroup, one_line_warnings
+from vireid_bench.cli.common import (
+    ToolkitCommand,
+    ToolkitSubgroup,
+    check_output,
+    note_cold_kernels,
+    one_line_warnings,
+)
+from vireid_bench.cli.options import parents_option
 
 
 @click.group("plot", cls=ToolkitSubgroup)
@@ -31,6 +38,16 @@ _OUTPUT_OPTION = click.option(
 )
 
 
+def _check_outputs(outputs: tuple[str, ...], inputs: list[str], parents: bool) -> None:
+    """Refuse bad figure outputs before any work (format, input file, folder, kind)."""
+    # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.results import plots
+
+    plots.check_outputs(outputs)
+    for output in outputs:
+        check_output(output, inputs, parents=parents)
+
+
 def _echo_written(paths: list[Path]) -> None:
     for path in paths:
         click.echo(f"wrote {path}", err=True)
@@ -39,6 +56,7 @@ def _echo_written(paths: list[Path]) -> None:
 @plot_command.command("cmc", cls=ToolkitCommand)
 @click.argument("dumps", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_OUTPUT_OPTION
+@parents_option
 @click.option("-p", "--protocol", default="all", show_default=True, help="Settings to plot.")
 @click.option(
     "--query-modality",
@@ -51,6 +69,7 @@ def _echo_written(paths: list[Path]) -> None:
 def plot_cmc_command(
     dumps: tuple[str, ...],
     outputs: tuple[str, ...],
+    parents: bool,
     protocol: str,
     query_modality: str,
     max_rank: int,
@@ -58,13 +77,15 @@ def plot_cmc_command(
 ) -> None:
     """CMC curves (rank 1..max-rank), one panel per setting, the dumps' models overlaid."""
     # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.engine import kernels
     from vireid_bench.engine.scoring import evaluate
     from vireid_bench.io.dump import load_dump
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.results import plots
 
-    plots.check_outputs(outputs)
+    _check_outputs(outputs, list(dumps), parents)
     presets = resolve_presets(protocol)
+    note_cold_kernels(kernels)
     modalities = None if query_modality == "both" else [query_modality]
     curves = {}
     with one_line_warnings():
@@ -74,12 +95,13 @@ def plot_cmc_command(
             label = dump.model if dump.model not in curves else f"{dump.model} ({path})"
             curves[label] = plots.cmc_curves(evaluation.per_query, max_rank)
     figure = plots.plot_cmc(curves, title="CMC")
-    _echo_written(plots.save_figure(figure, outputs))
+    _echo_written(plots.save_figure(figure, outputs, list(dumps), parents=parents))
 
 
 @plot_command.command("distances", cls=ToolkitCommand)
 @click.argument("dump_path", type=click.Path(dir_okay=False))
 @_OUTPUT_OPTION
+@parents_option
 @click.option(
     "-p",
     "--protocol",
@@ -104,6 +126,7 @@ def plot_cmc_command(
 def plot_distances_command(
     dump_path: str,
     outputs: tuple[str, ...],
+    parents: bool,
     protocol: str,
     query_modality: str,
     max_queries: int,
@@ -115,7 +138,7 @@ def plot_distances_command(
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.results import plots
 
-    plots.check_outputs(outputs)
+    _check_outputs(outputs, [dump_path], parents)
     dump = load_dump(dump_path)
     modalities = None if query_modality == "both" else [query_modality]
     distributions = plots.distance_distributions(
@@ -132,12 +155,13 @@ def plot_distances_command(
             f"inter {s['inter_mean']:.4f} ± {s['inter_std']:.4f} ({item.queries} queries)"
         )
     figure = plots.plot_distances(distributions, title=f"{dump.model}: distances")
-    _echo_written(plots.save_figure(figure, outputs))
+    _echo_written(plots.save_figure(figure, outputs, [dump_path], parents=parents))
 
 
 @plot_command.command("retrieval", cls=ToolkitCommand)
 @click.argument("dump_path", type=click.Path(dir_okay=False))
 @_OUTPUT_OPTION
+@parents_option
 @click.option(
     "--images",
     "images_root",
@@ -158,6 +182,7 @@ def plot_distances_command(
 def plot_retrieval_command(
     dump_path: str,
     outputs: tuple[str, ...],
+    parents: bool,
     images_root: str,
     protocol: str,
     query_modality: str,
@@ -171,7 +196,7 @@ def plot_retrieval_command(
     from vireid_bench.protocol import resolve_presets
     from vireid_bench.results import plots
 
-    plots.check_outputs(outputs)
+    _check_outputs(outputs, [dump_path], parents)
     presets = resolve_presets(protocol)
     if len(presets) != 1:
         raise plots.PlotError("retrieval strips take one setting (--protocol NAME)")
@@ -193,4 +218,4 @@ def plot_retrieval_command(
             f"(first: {missing[0]}); drawn grey",
             err=True,
         )
-    _echo_written(plots.save_figure(figure, outputs))
+    _echo_written(plots.save_figure(figure, outputs, [dump_path], parents=parents))

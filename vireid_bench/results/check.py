@@ -293,13 +293,17 @@ def check_dumps(
     return report
 
 
-def write_expected(check: DumpCheck) -> None:
+def write_expected(check: DumpCheck, *, parents: bool = False) -> None:
     """Write a check's freshly scored document as its expected file (atomically).
 
-    The expected folder is created when missing (one level: its parent must exist).
+    The expected folder itself is created when missing and its parent exists (the one folder
+    ``check`` owns); missing folders above it only with ``parents=True`` (``check --parents``).
     """
-    check.expected_path.parent.mkdir(exist_ok=True)
-    write_text_atomic(check.expected_path, json.dumps(check.document, indent=2) + "\n")
+    if not parents and check.expected_path.parent.parent.is_dir():
+        check.expected_path.parent.mkdir(exist_ok=True)
+    write_text_atomic(
+        check.expected_path, json.dumps(check.document, indent=2) + "\n", parents=parents
+    )
 
 
 def _show(value: object) -> str:

@@ -29,6 +29,7 @@ from vireid_bench.engine.reference import exclusion_mask
 from vireid_bench.engine.scoring import distance_block, normalised
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.io.dump import MODALITY_CODES
+from vireid_bench.io.files import write_with
 from vireid_bench.protocol.conventions import get_convention
 from vireid_bench.results.keys import setting_key
 
@@ -65,23 +66,26 @@ def check_outputs(outputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def save_figure(figure, outputs: Sequence[str | os.PathLike]) -> list[Path]:
+def save_figure(
+    figure,
+    outputs: Sequence[str | os.PathLike],
+    inputs: Sequence[str | os.PathLike] = (),
+    *,
+    parents: bool = False,
+) -> list[Path]:
     """Save ``figure`` to every output path (format from the suffix); return the paths.
 
-    Each file is written to a temporary name beside it and renamed into place, so an
-    interrupted save leaves the previous figure intact.
+    Each file goes through the one output writer (:func:`vireid_bench.io.files.write_with`):
+    an exclusive temporary file beside it renamed into place, so an interrupted save leaves
+    the previous figure intact; an output that is one of ``inputs`` or not a regular file is
+    refused, and a missing folder is created only with ``parents=True``.
     """
     paths = check_outputs(outputs)
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            # The figures use constrained layout; the format comes from the real suffix.
-            figure.savefig(tmp, dpi=120, format=path.suffix[1:].lower())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        # The figures use constrained layout; the format comes from the real suffix.
+        fmt = path.suffix[1:].lower()
+        write_with(path, lambda tmp, fmt=fmt: figure.savefig(tmp, dpi=120, format=fmt),
+                   inputs, parents=parents)
     return paths
 
 

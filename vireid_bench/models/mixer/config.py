@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vireid_bench.errors import VireidBenchError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -93,7 +95,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class MixerInputError(VireidBenchError):
+    """An input of the MixER commands is unusable (checkpoint, weights, device, config).
+
+    The message is one line naming the file or option at fault; the CLI exits with code 2.
+    """
+
+
+class ConfigError(MixerInputError):
     """A configuration file or override is malformed."""
 
 
@@ -156,7 +165,12 @@ def _user_config_text(config_path: str | Path) -> tuple[str, str]:
     """Read ``--config``: a TOML file, or the name of a packaged one (``synth-small``)."""
     path = Path(config_path)
     if path.is_file():
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     name = str(config_path).removesuffix(".toml")
     if name in packaged_configs():
         folder = resources.files("vireid_bench.models.mixer.configs")

@@ -21,22 +21,25 @@ import torch
 import torch.nn.functional as F
 
 from vireid_bench.io.dump import write_dump
+from vireid_bench.models.mixer.config import MixerInputError
 from vireid_bench.models.mixer.data import ImageListDataset, collate, test_transform
 from vireid_bench.models.mixer.index import image_index
-from vireid_bench.models.mixer.model import MixER
+from vireid_bench.models.mixer.model import MixER, load_torch_file
 from vireid_bench.models.mixer.train import CHECKPOINT_FORMAT, build_model, resolve_device
 
 
 def load_checkpoint(path: str | Path) -> tuple[MixER, dict]:
     """Return (model in eval mode on CPU, checkpoint dict) from a training checkpoint."""
     source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: checkpoint not found")
-    state = torch.load(source, map_location="cpu", weights_only=True)
+    state = load_torch_file(source, "MixER checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{source}: not a MixER checkpoint (written by 'mixer train')")
-    model = build_model(state["config"], len(state["class_pids"]))
-    model.load_state_dict(state["model"])
+        raise MixerInputError(f"{source}: not a MixER checkpoint (written by 'mixer train')")
+    try:
+        model = build_model(state["config"], len(state["class_pids"]))
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise MixerInputError(f"{source}: damaged MixER checkpoint ({reason})") from exc
     model.eval()
     return model, state
 
@@ -120,8 +123,8 @@ def extract(
         name: the model's name in the dump's ``model`` attribute, followed by
             ``@<config hash>`` (default: :func:`model_name`).
     """
+    dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
     model, state = load_checkpoint(checkpoint)
-    dev = resolve_device(device)
     trial = state["trial"] if trial is None else trial
     frame = image_index(dataset, root, "test", trial)
     done = [0]

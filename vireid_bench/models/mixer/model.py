@@ -29,7 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vireid_bench.models.mixer.config import MixerInputError
 from vireid_bench.models.mixer.losses import GradientReversal
+
+
+def load_torch_file(path: str | Path, what: str) -> object:
+    """``torch.load`` (weights only, on the CPU) with every failure as one line.
+
+    Raises:
+        MixerInputError: the file is missing, unreadable, or not a PyTorch file torch can
+            load safely; the message names ``path`` and ``what`` it should be.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise MixerInputError(f"{source}: {what} not found")
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise MixerInputError(f"{source}: {what} cannot be read ({exc.strerror})") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise MixerInputError(f"{source}: not a readable {what} ({reason})") from exc
 
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 _BACKBONE_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
@@ -130,22 +150,26 @@ class MixER(nn.Module):
         Raises:
             ValueError: when the file holds no backbone weight or shapes do not match.
         """
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = load_torch_file(path, "--pretrained state dict")
         for wrapper in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: not a state dict")
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise MixerInputError(f"{path}: not a state dict")
         state = {k.removeprefix("module."): v for k, v in state.items()}
         backbone = {k: v for k, v in state.items() if k.startswith(_BACKBONE_PREFIXES)}
         if not backbone:
-            raise ValueError(f"{path}: no ResNet backbone weight (conv1.*, layer1.* ...)")
+            raise MixerInputError(f"{path}: no ResNet backbone weight (conv1.*, layer1.* ...)")
         own = self.state_dict()
         for key, value in backbone.items():
             if key not in own:
-                raise ValueError(f"{path}: unexpected key {key!r} for {self.backbone_name}")
+                raise MixerInputError(
+                    f"{path}: unexpected key {key!r} for {self.backbone_name}"
+                )
+            if not isinstance(value, torch.Tensor):
+                raise MixerInputError(f"{path}: {key} is not a tensor")
             if own[key].shape != value.shape:
-                raise ValueError(
+                raise MixerInputError(
                     f"{path}: {key} has shape {tuple(value.shape)}, "
                     f"{self.backbone_name} needs {tuple(own[key].shape)}"
                 )

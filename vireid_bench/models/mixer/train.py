@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from vireid_bench.models.mixer.config import config_hash, to_toml
+from vireid_bench.models.mixer.config import MixerInputError, config_hash, to_toml
 from vireid_bench.models.mixer.data import (
     IdentityBalancedSampler,
     ImageListDataset,
@@ -39,19 +39,36 @@ from vireid_bench.models.mixer.data import (
 )
 from vireid_bench.models.mixer.index import image_index
 from vireid_bench.models.mixer.losses import TERMS, MixerCriterion
-from vireid_bench.models.mixer.model import MixER
+from vireid_bench.models.mixer.model import MixER, load_torch_file
 
 CHECKPOINT_FORMAT = "vireid-bench-mixer-1"
 LOG_COLUMNS = ("epoch", "iteration", "step", "lr", "loss", *TERMS, "images_per_s")
 
 
+DEVICE_HELP = "valid: auto, cpu, cuda, cuda:N"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    """``auto`` -> CUDA when available, else CPU; otherwise ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        MixerInputError: an unknown device name, CUDA missing, or no GPU number N.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise MixerInputError(f"--device {name!r}: unknown device ({DEVICE_HELP})") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise MixerInputError(f"--device {name!r}: unsupported device ({DEVICE_HELP})")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MixerInputError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise MixerInputError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
     return device
 
 
@@ -205,8 +222,8 @@ def train(
     if resume:
         if not last_path.is_file():
             raise FileNotFoundError(f"{last_path}: no checkpoint to resume from")
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        state = load_torch_file(last_path, "MixER checkpoint")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: not a MixER checkpoint")
         differences = _config_differences(_without_epochs(state["config"]), _without_epochs(config))
         if differences or state["dataset"] != dataset or state["trial"] != trial:
