@@ -33,7 +33,7 @@ from vireid_bench.synth.dumps import SynthStrengths, write_synth_dump
 
 N = 8
 EXECUTABLE = shutil.which("vireid-bench") or str(Path(sys.executable).with_name("vireid-bench"))
-REFUSAL = "pass allow_external=True to follow it"
+REFUSAL = "follow it with --allow-external (allow_external=True)"
 
 
 def arrays(**overrides) -> dict:
@@ -404,3 +404,38 @@ def test_paths_leaving_the_image_root_are_findings(tmp_path):
     assert "3 path(s) leave the image root" in result.stdout
     windows = load_dump(write_good(tmp_path / "w.h5", paths=["C:\\x.jpg"] + paths[:1] * 7))
     assert any("1 path(s) leave the image root" in f for f in dump_findings(windows))
+
+
+def test_allow_external_flag_follows_links_and_hashes_every_source(tmp_path):
+    """The CLI's ``--allow-external`` reaches load_dump and the recorded SHA-256."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from vireid_bench.cli import cli
+    from vireid_bench.io.digest import dump_sha256
+
+    demo = Path(__file__).resolve().parents[1] / "feature_dumps" / "demo-sysu.h5"
+    dump = tmp_path / "a.h5"
+    shutil.copy(demo, dump)
+    with h5py.File(dump, "r") as handle:
+        pid = handle["pid"][:]
+    with h5py.File(tmp_path / "pid.h5", "w") as handle:
+        handle["pid"] = pid
+    with h5py.File(dump, "a") as handle:
+        del handle["pid"]
+        handle["pid"] = h5py.ExternalLink("pid.h5", "pid")
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["score", str(dump), "-p", "cross", "-f", "json"])
+    assert refused.exit_code == 2
+    assert "--allow-external" in refused.output
+    followed = runner.invoke(
+        cli, ["score", str(dump), "-p", "cross", "-f", "json", "--allow-external"]
+    )
+    assert followed.exit_code == 0, followed.output
+    digest = json.loads(followed.stdout)["results"][0]["dump_sha256"]
+    assert digest == dump_sha256(dump, allow_external=True)
+    inspected = runner.invoke(cli, ["inspect", str(dump), "--allow-external"])
+    assert inspected.exit_code == 0, inspected.output

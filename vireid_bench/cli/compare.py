@@ -16,7 +16,7 @@ from vireid_bench.cli.common import (
     toolkit_version,
     write_output,
 )
-from vireid_bench.cli.options import parents_option, split_list
+from vireid_bench.cli.options import allow_external_option, parents_option, split_list
 
 
 def _compare_rows_as_dicts(rows, confidence: float) -> list[dict[str, object]]:
@@ -139,6 +139,7 @@ def _render_compare(rows, fmt: str, confidence: float, title: str, version: str)
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
 @parents_option
+@allow_external_option
 def compare_command(
     dump_a: str,
     dump_b: str,
@@ -153,6 +154,7 @@ def compare_command(
     fmt: str,
     output: str | None,
     parents: bool,
+    allow_external: bool,
 ) -> None:
     """Paired significance of model A against model B on the identical galleries.
 
@@ -177,7 +179,7 @@ def compare_command(
     loaded, evaluations = [], []
     with one_line_warnings():
         for path in (dump_a, dump_b):
-            dump = load_dump(path)
+            dump = load_dump(path, allow_external=allow_external)
             loaded.append(dump)
             evaluations.append(
                 evaluate(dump, presets, trials=trials, query_modalities=modalities, strict=strict)

@@ -9,6 +9,7 @@ Results go to stdout (or ``--output``), diagnostics and progress bars to stderr.
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,11 +32,17 @@ from vireid_bench.cli.import_features import import_command
 from vireid_bench.cli.index import index_command
 from vireid_bench.cli.leaderboard import leaderboard_command
 from vireid_bench.cli.mixer import mixer_group
-from vireid_bench.cli.options import memory_limit_option, parents_option, scheduler_options
+from vireid_bench.cli.options import (
+    allow_external_option,
+    memory_limit_option,
+    parents_option,
+    scheduler_options,
+)
 from vireid_bench.cli.plot import plot_command
 from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
+from vireid_bench.errors import VireidBenchError
 from vireid_bench.synth.dumps import SynthStrengths
 
 if TYPE_CHECKING:
@@ -185,6 +192,7 @@ def cli() -> None:
     help="Force the streamed path with gallery blocks of N images (default: chosen from "
     "--memory-limit).",
 )
+@allow_external_option
 @scheduler_options
 def score_command(
     dumps: tuple[str, ...],
@@ -210,6 +218,7 @@ def score_command(
     rerank_lambda: float | None,
     memory_limit: str,
     gallery_block: int | None,
+    allow_external: bool,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -302,17 +311,26 @@ def score_command(
     with one_line_warnings():
         if chosen.kind == "dask":
             requests = [
-                ScoreRequest(path, tuple(presets), options, factory, block_mb * 1024**2, memory)
+                ScoreRequest(
+                    path,
+                    tuple(presets),
+                    options,
+                    factory,
+                    block_mb * 1024**2,
+                    memory,
+                    allow_external,
+                )
                 for path in dumps
             ]
             for path, evaluation in zip(
                 dumps, evaluate_requests(requests, chosen), strict=True
             ):
-                rows.extend(_traced(evaluation.rows, path, fmt))
+                rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
         for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
-            lazy = rerank == "none" and declared_feature_bytes(path, wanted) > limit // 2
-            dump = load_dump(path, feature_sets=wanted, lazy=lazy)
+            declared = declared_feature_bytes(path, wanted, allow_external=allow_external)
+            lazy = rerank == "none" and declared > limit // 2
+            dump = load_dump(path, feature_sets=wanted, lazy=lazy, allow_external=allow_external)
             total = sum(split.n_images for split in dump.splits)
             with progress_bar(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
@@ -326,18 +344,24 @@ def score_command(
                     rerank=None if rerank == "none" else rerank,
                     rerank_params=rerank_params,
                 )
-            rows.extend(_traced(evaluation.rows, path, fmt))
+            rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
     inputs = [*dumps, *([rand_perm] if rand_perm else [])]
     write_output(render(rows, fmt, toolkit_version()), output, inputs, parents=parents)
 
 
-def _traced(rows: list[dict[str, object]], path: str, fmt: str) -> list[dict[str, object]]:
-    """Add the dump file's SHA-256 to JSON rows (``leaderboard`` reads it back)."""
+def _traced(
+    rows: list[dict[str, object]], path: str, fmt: str, allow_external: bool = False
+) -> list[dict[str, object]]:
+    """Add the dump's SHA-256 to JSON rows (``leaderboard`` reads it back).
+
+    With ``--allow-external`` the digest covers every file the dump reads
+    (:func:`vireid_bench.io.digest.dump_sha256`).
+    """
     if fmt == "json":
         # lazy: heavy modules load only when the command runs (fast --help)
-        from vireid_bench.results.leaderboard import file_sha256
+        from vireid_bench.io.digest import dump_sha256
 
-        digest = file_sha256(path)
+        digest = dump_sha256(path, allow_external=allow_external)
         for row in rows:
             row["dump_sha256"] = digest
     return rows
@@ -419,7 +443,8 @@ def protocols_command(verbose: bool) -> None:
 
 @cli.command("inspect")
 @click.argument("dump_path", type=click.Path(dir_okay=False))
-def inspect_command(dump_path: str) -> None:
+@allow_external_option
+def inspect_command(dump_path: str, allow_external: bool) -> None:
     """Show what a feature dump holds and validate it.
 
     Prints images and identities per modality and camera, the feature sets and their
@@ -431,10 +456,17 @@ def inspect_command(dump_path: str) -> None:
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.io.dump import load_dump
     from vireid_bench.io.inspection import describe_dump, dump_findings
+    from vireid_bench.protocol.registry import check_dataset_name
 
-    dump = load_dump(dump_path)
+    with warnings.catch_warnings():  # load-time warnings are repeated as findings below
+        warnings.simplefilter("ignore", UserWarning)
+        dump = load_dump(dump_path, allow_external=allow_external)
     click.echo(tabulate(describe_dump(dump), tablefmt="plain"))
     findings = dump_findings(dump)
+    try:
+        check_dataset_name(dump.dataset)
+    except VireidBenchError as exc:  # a misspelt dataset: every score of this dump fails
+        findings.insert(0, f"dataset: {exc}")
     click.echo("")
     if findings:
         click.echo("findings:")
@@ -513,6 +545,7 @@ def inspect_command(dump_path: str) -> None:
     help="Strength of the per-image noise.",
 )
 @click.option("--float32", "as_float32", is_flag=True, help="Store float32 (default float16).")
+@parents_option
 def synth_command(
     out: str,
     ids: int,
@@ -527,6 +560,7 @@ def synth_command(
     s_camera: float,
     s_noise: float,
     as_float32: bool,
+    parents: bool,
 ) -> None:
     """Write a synthetic feature dump with identity, modality and camera structure.
 
@@ -550,7 +584,10 @@ def synth_command(
                 s_identity, s_identity_modality, s_modality, s_camera, s_noise
             ),
             float16=not as_float32,
+            parents=parents,
         )
+    except VireidBenchError:
+        raise  # one line, exit 2 (the group's error contract)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"wrote {path}", err=True)

@@ -100,3 +100,14 @@ def memory_options(memory_limit: str):
     from vireid_bench.engine.scoring import MemoryOptions  # lazy: keeps --help light
 
     return MemoryOptions(limit=parse_memory_limit(memory_limit))
+
+
+def allow_external_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--allow-external`` (off by default) to a command, as ``allow_external``."""
+    return click.option(
+        "--allow-external",
+        is_flag=True,
+        help="Follow external links, virtual datasets and external raw data inside dumps "
+        "(refused by default: the numbers would depend on files the dump's SHA-256 does not "
+        "cover). With it, the recorded SHA-256 covers every file read (docs/robustness.md).",
+    )(command)

@@ -13,7 +13,7 @@ from vireid_bench.cli.common import (
     note_cold_kernels,
     one_line_warnings,
 )
-from vireid_bench.cli.options import parents_option
+from vireid_bench.cli.options import allow_external_option, parents_option
 
 
 @click.group("plot", cls=ToolkitSubgroup)
@@ -66,6 +66,7 @@ def _echo_written(paths: list[Path]) -> None:
 )
 @click.option("--max-rank", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--trials", type=click.IntRange(min=1), help="Use only the first N trials.")
+@allow_external_option
 def plot_cmc_command(
     dumps: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -74,6 +75,7 @@ def plot_cmc_command(
     query_modality: str,
     max_rank: int,
     trials: int | None,
+    allow_external: bool,
 ) -> None:
     """CMC curves (rank 1..max-rank), one panel per setting, the dumps' models overlaid."""
     # lazy: heavy modules load only when the command runs (fast --help)
@@ -90,7 +92,7 @@ def plot_cmc_command(
     curves = {}
     with one_line_warnings():
         for path in dumps:
-            dump = load_dump(path)
+            dump = load_dump(path, allow_external=allow_external)
             evaluation = evaluate(dump, presets, trials=trials, query_modalities=modalities)
             label = dump.model if dump.model not in curves else f"{dump.model} ({path})"
             curves[label] = plots.cmc_curves(evaluation.per_query, max_rank)
@@ -123,6 +125,7 @@ def plot_cmc_command(
     help="Seeded random subset of queries per setting.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@allow_external_option
 def plot_distances_command(
     dump_path: str,
     outputs: tuple[str, ...],
@@ -131,6 +134,7 @@ def plot_distances_command(
     query_modality: str,
     max_queries: int,
     seed: int,
+    allow_external: bool,
 ) -> None:
     """Intra- vs inter-class distance histograms per gallery setting (first trial)."""
     # lazy: heavy modules load only when the command runs (fast --help)
@@ -139,7 +143,7 @@ def plot_distances_command(
     from vireid_bench.results import plots
 
     _check_outputs(outputs, [dump_path], parents)
-    dump = load_dump(dump_path)
+    dump = load_dump(dump_path, allow_external=allow_external)
     modalities = None if query_modality == "both" else [query_modality]
     distributions = plots.distance_distributions(
         dump,
@@ -179,6 +183,7 @@ def plot_distances_command(
 @click.option("--queries", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@allow_external_option
 def plot_retrieval_command(
     dump_path: str,
     outputs: tuple[str, ...],
@@ -189,6 +194,7 @@ def plot_retrieval_command(
     queries: int,
     top_k: int,
     seed: int,
+    allow_external: bool,
 ) -> None:
     """Rank-k retrieval strips: query, then its top-k gallery images (green = match)."""
     # lazy: heavy modules load only when the command runs (fast --help)
@@ -200,7 +206,7 @@ def plot_retrieval_command(
     presets = resolve_presets(protocol)
     if len(presets) != 1:
         raise plots.PlotError("retrieval strips take one setting (--protocol NAME)")
-    dump = load_dump(dump_path)
+    dump = load_dump(dump_path, allow_external=allow_external)
     rankings = plots.retrieval_rankings(
         dump,
         presets[0],

@@ -82,6 +82,8 @@ class ScoreRequest:
         block_bytes: memory budget of one distance block.
         memory: the memory limit / forced streaming, applied on the worker as in-process
             (:class:`~vireid_bench.engine.scoring.MemoryOptions`; features are loaded whole there).
+        allow_external: follow external links / virtual datasets inside the dump
+            (:func:`~vireid_bench.io.dump.load_dump`).
     """
 
     path: str
@@ -90,6 +92,7 @@ class ScoreRequest:
     convention_factory: ConventionFactory | None = None
     block_bytes: int = DEFAULT_BLOCK_BYTES
     memory: MemoryOptions | None = None
+    allow_external: bool = False
 
     @property
     def feature_sets(self) -> list[str]:
@@ -124,8 +127,12 @@ def evaluate_requests(
 def _load(request: ScoreRequest) -> FeatureDump:
     """Load a request's dump; lazily when its features exceed half its memory limit."""
     limit = request.memory.limit if request.memory is not None else None
-    lazy = limit is not None and declared_feature_bytes(request.path) > limit // 2
-    return load_dump(request.path, feature_sets=request.feature_sets, lazy=lazy)
+    external = request.allow_external
+    declared = declared_feature_bytes(request.path, allow_external=external)
+    lazy = limit is not None and declared > limit // 2
+    return load_dump(
+        request.path, feature_sets=request.feature_sets, lazy=lazy, allow_external=external
+    )
 
 
 def _options(request: ScoreRequest, dump: FeatureDump) -> dict[str, Any]:
@@ -283,10 +290,12 @@ _SCORING_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_dump(path: str, feature_sets: tuple[str, ...], stamp: tuple[int, int]) -> FeatureDump:
+def _cached_dump(
+    path: str, feature_sets: tuple[str, ...], stamp: tuple[int, int], allow_external: bool
+) -> FeatureDump:
     """A dump loaded once per worker process (keyed by size and mtime: a rewrite reloads)."""
     del stamp  # part of the cache key only
-    return load_dump(path, feature_sets=list(feature_sets))
+    return load_dump(path, feature_sets=list(feature_sets), allow_external=allow_external)
 
 
 def _worker_dump(request: ScoreRequest) -> FeatureDump:
@@ -295,7 +304,9 @@ def _worker_dump(request: ScoreRequest) -> FeatureDump:
         stamp = (info.st_size, info.st_mtime_ns)
     except OSError:
         stamp = (-1, -1)  # load_dump raises the one-line error
-    return _cached_dump(request.path, tuple(request.feature_sets), stamp)
+    return _cached_dump(
+        request.path, tuple(request.feature_sets), stamp, request.allow_external
+    )
 
 
 def _plan_on_worker(

@@ -72,7 +72,8 @@ def dump_sha256(path: str | os.PathLike, allow_external: bool = False) -> str:
 
     Raises:
         DumpError: the dump reads other files and ``allow_external`` is False (naming the
-            field: ``external link to OTHER.h5; pass allow_external=True to follow it``),
+            field: ``external link to OTHER.h5; follow it with --allow-external
+            (allow_external=True)``),
             or a file is missing, unreadable or not a regular file.
     """
     source = os.fspath(path)

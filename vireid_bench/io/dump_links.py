@@ -51,7 +51,7 @@ class OutsideReference:
             what = f"virtual dataset reading {self.target}"
         else:
             what = f"raw data stored in external file {self.target}"
-        return f"{what}; pass allow_external=True to follow it"
+        return f"{what}; follow it with --allow-external (allow_external=True)"
 
 
 def _text(value: object) -> str:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 from vireid_bench.engine.distributed import ScoreRequest, evaluate_requests
 from vireid_bench.engine.scoring import METRICS
 from vireid_bench.errors import VireidBenchError
+from vireid_bench.io.digest import dump_sha256
 from vireid_bench.io.files import write_text_atomic
 from vireid_bench.protocol import resolve_presets
 from vireid_bench.results.keys import setting_key
-from vireid_bench.results.leaderboard_inputs import file_sha256
 from vireid_bench.results.report import render_json
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def score_documents(
         scored = json.loads(render_json(evaluation.rows, version))
         results = scored.pop("results")
         documents.append(
-            {**scored, "dump": path.name, "dump_sha256": file_sha256(path), "results": results}
+            {**scored, "dump": path.name, "dump_sha256": dump_sha256(path), "results": results}
         )
     return documents
 

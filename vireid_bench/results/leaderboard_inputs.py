@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from vireid_bench.engine.distributed import ScoreRequest, evaluate_requests
 from vireid_bench.engine.scoring import evaluate
+from vireid_bench.io.digest import dump_sha256
 from vireid_bench.io.dump import load_dump
 from vireid_bench.protocol import resolve_presets
 from vireid_bench.protocol.presets import builtin_presets
@@ -265,7 +266,7 @@ def results_from_evaluation(
         origin=os.path.basename(path),
         version=version,
         protocol_version=current_protocol_version(),
-        sha256=file_sha256(path),
+        sha256=dump_sha256(path),
     )
 
 
