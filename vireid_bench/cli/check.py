@@ -79,6 +79,8 @@ def check_command(
 
     expected_root = Path(expected_dir) if expected_dir else Path(folder) / chk.EXPECTED_DIR
     has_dumps = Path(folder).is_dir() and any(Path(folder).glob("*.h5"))
+    if expected_root.exists() and not expected_root.is_dir():
+        raise InputError(f"{expected_root}: not a folder (expected results go in a folder)")
     if has_dumps and not update and not expected_root.is_dir():
         raise InputError(
             f"{expected_root}: no expected results folder (record them first: "
