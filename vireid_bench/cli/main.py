@@ -168,6 +168,15 @@ def cli() -> None:
     "encoding (Zhong et al. 2017) or SAAI's affinity inference (AIM, cosine only).",
 )
 @click.option(
+    "--rerank-order",
+    type=click.Choice(["exclusion-first", "community"]),
+    default="exclusion-first",
+    show_default=True,
+    help="With --rerank: re-rank each query against its gallery after exclusion, or "
+    "('community', SAAI's AIM, MPANet's k-reciprocal) against the whole sampled gallery, "
+    "removing excluded images afterwards (docs/rerank.md).",
+)
+@click.option(
     "--rerank-k1",
     type=int,
     help="k1: k-reciprocal neighbourhood (default 20) / AIM affinity top-k (default per "
@@ -213,6 +222,7 @@ def score_command(
     llcm_v2i: str | None,
     block_mb: int,
     rerank: str,
+    rerank_order: str,
     rerank_k1: int | None,
     rerank_k2: int | None,
     rerank_lambda: float | None,
@@ -271,6 +281,8 @@ def score_command(
     rerank_params = {"k1": rerank_k1, "k2": rerank_k2, "lambda": rerank_lambda}
     if rerank == "none":
         given = [f"--rerank-{k}" for k, v in rerank_params.items() if v is not None]
+        if rerank_order != "exclusion-first":
+            given.append("--rerank-order")
         if given:
             raise InputError(f"{given[0]}: needs --rerank k-reciprocal or --rerank aim")
         rerank_params = {}
@@ -343,6 +355,7 @@ def score_command(
                     memory=memory,
                     rerank=None if rerank == "none" else rerank,
                     rerank_params=rerank_params,
+                    rerank_order=rerank_order,
                 )
             rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
     inputs = [*dumps, *([rand_perm] if rand_perm else [])]

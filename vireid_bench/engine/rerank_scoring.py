@@ -38,6 +38,12 @@ from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
 from vireid_bench.protocol.datasets.sysu import parse_variant
 
 METHODS = ("k-reciprocal", "aim")
+ORDERS = ("exclusion-first", "community")
+"""Re-ranking orders (docs/rerank.md): ``exclusion-first`` re-ranks each query against its
+gallery after exclusion (``{q} + G_q``); ``community`` re-ranks it against the whole sampled
+pool (``{q} + pool - {q}``) and only then removes the excluded images, as SAAI's AIM
+(``models/AIM.py``, ``engine/__init__.py``) and MPANet's k-reciprocal
+(``utils/eval_regdb.py``) do."""
 #: AIM's k1/k2 in the SAAI code (engine/__init__.py): SYSU-MM01 by (mode, shots), RegDB.
 AIM_SYSU = {("all", 1): (4, 1), ("indoor", 1): (2, 2)}
 AIM_SYSU_MULTI = (20, 6)
@@ -88,18 +94,32 @@ def resolve(method: str, params: Mapping[str, object], dataset: str, variant: st
     return {"k1": k1, "k2": k2, **params}
 
 
-def label(method: str, params: Mapping[str, object]) -> str:
-    """``k-reciprocal(k1=20,k2=6,lambda=0.3)`` / ``aim(k1=4,k2=1)``."""
-    return f"{method}(" + ",".join(f"{k}={v:g}" for k, v in params.items()) + ")"
+def check_order(order: str) -> str:
+    """Return ``order``; raise ProtocolError when it is not one of :data:`ORDERS`."""
+    if order not in ORDERS:
+        raise ProtocolError(f"unknown re-ranking order {order!r} (valid: {', '.join(ORDERS)})")
+    return order
+
+
+def label(method: str, params: Mapping[str, object], order: str = "exclusion-first") -> str:
+    """``k-reciprocal(k1=20,k2=6,lambda=0.3)`` / ``aim(k1=4,k2=1)``; the community order
+    adds ``,order=community`` (the default order is not written, so older rows still match)."""
+    fields = [f"{k}={v:g}" for k, v in params.items()]
+    if order != "exclusion-first":
+        fields.append(f"order={order}")
+    return f"{method}(" + ",".join(fields) + ")"
 
 
 def label_rows(
-    rows: list[dict[str, object]], method: str, params: Mapping[str, object] | None
+    rows: list[dict[str, object]],
+    method: str,
+    params: Mapping[str, object] | None,
+    order: str = "exclusion-first",
 ) -> None:
     """Append the re-ranking and its parameters to each row's ``distance`` field."""
     for row in rows:
         used = resolve(method, dict(params or {}), str(row["dataset"]), str(row["variant"]))
-        row["distance"] = f"{row['distance']}+{label(method, used)}"
+        row["distance"] = f"{row['distance']}+{label(method, used, order)}"
 
 
 class _Pairs:
@@ -156,12 +176,15 @@ def score_split_reranked(
     progress: Callable[[int], None] | None,
     method: str,
     params: Mapping[str, object] | None,
+    order: str = "exclusion-first",
 ) -> None:
     """Score every plan of the split with re-ranked distances (see the module notes).
 
     Appends one :class:`~vireid_bench.engine.scoring.PlanScores` per plan to its task, as
-    ``scoring._score_split`` does.
+    ``scoring._score_split`` does. ``order="community"`` re-ranks each query against the
+    whole pool (less the query itself) before the kernel removes the excluded images.
     """
+    check_order(order)
     split = dump.splits[split_index]
     jobs, query_union, pool_union = split_jobs(tasks, split_index)
     if not jobs:
@@ -199,6 +222,7 @@ def score_split_reranked(
             used,
             block_bytes,
             advance,
+            order,
         )
     advance(None)
 
@@ -227,7 +251,8 @@ def _scaled_progress(
 
 
 def _score_plan(
-    split, task, plan, scores, cam_keys, pairs, method, used, block_bytes, advance
+    split, task, plan, scores, cam_keys, pairs, method, used, block_bytes, advance,
+    rerank_order="exclusion-first",
 ) -> None:
     pool = plan.pool_idx.astype(np.int64)
     queries = plan.query_idx.astype(np.int64)
@@ -255,7 +280,9 @@ def _score_plan(
             + 2 * (q_pid[s, None] == g_pid[None, :])
             + (q_mod[s, None] == g_mod[None, :])
         )
-        included = ~(table[key] | (queries[s, None] == pool[None, :]))
+        itself = queries[s, None] == pool[None, :]
+        # community order: the whole pool is re-ranked, the kernel excludes afterwards
+        included = ~itself if rerank_order == "community" else ~(table[key] | itself)
         for r, packed in enumerate(np.packbits(included, axis=1)):
             groups[packed.tobytes()].append(start + r)
 

@@ -300,6 +300,7 @@ def evaluate(
     rerank: str | None = None,
     rerank_params: Mapping[str, object] | None = None,
     query_modality: str | None = None,
+    rerank_order: str = "exclusion-first",
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -332,6 +333,9 @@ def evaluate(
             its parameters. Needs the features in memory (not lazy).
         rerank_params: ``k1``, ``k2`` (and ``lambda`` for k-reciprocal); missing ones take
             the method's defaults.
+        rerank_order: ``"exclusion-first"`` (default: each query re-ranked against its
+            gallery after exclusion) or ``"community"`` (against the whole sampled pool,
+            excluded images removed afterwards, as SAAI's AIM and MPANet's k-reciprocal).
 
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
@@ -343,6 +347,9 @@ def evaluate(
     """
     with interrupts_restored():  # Ctrl-C inside a kernel: KeyboardInterrupt
         query_modalities = chosen_modalities(query_modality, query_modalities)
+        rerank_scoring.check_order(rerank_order)
+        if rerank_order != "exclusion-first" and not rerank:
+            raise ProtocolError(f"rerank_order={rerank_order!r} needs rerank=")
         if rerank:
             rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
             if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
@@ -376,10 +383,11 @@ def evaluate(
                     counted,
                     rerank,
                     rerank_params,
+                    rerank_order,
                 )
                 counted.finish()
             evaluation = aggregate(setup)
-            rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params)
+            rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params, rerank_order)
             return evaluation
         score_tasks(
             dump,
