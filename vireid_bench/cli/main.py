@@ -39,6 +39,7 @@ from vireid_bench.cli.options import (
     scheduler_options,
 )
 from vireid_bench.cli.plot import plot_command
+from vireid_bench.cli.reconcile import reconcile_command
 from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
@@ -153,6 +154,12 @@ def cli() -> None:
     "near-infrared gallery, as the words V->I say (docs/datasets.md).",
 )
 @click.option(
+    "--regdb-split",
+    type=click.IntRange(1, 10),
+    help="RegDB: score split K only (trials/<K-1> of a ten-split dump; a dump holding one "
+    "split is taken as split K). Needed by --protocol regdb-saai on a ten-split dump.",
+)
+@click.option(
     "--block-mb",
     type=click.IntRange(min=1),
     default=256,
@@ -220,6 +227,7 @@ def score_command(
     colocated_rule: str | None,
     rand_perm: str | None,
     llcm_v2i: str | None,
+    regdb_split: int | None,
     block_mb: int,
     rerank: str,
     rerank_order: str,
@@ -309,6 +317,14 @@ def score_command(
                 "--rand-perm to SYSU-MM01 dumps: score them in separate runs"
             )
         factory = partial(_llcm_convention, llcm_v2i)
+    if regdb_split is not None:
+        if factory is not None:
+            raise InputError(
+                "--regdb-split applies to RegDB dumps, --llcm-v2i to LLCM and --sampler/"
+                "--shots/--colocated-rule/--rand-perm to SYSU-MM01 dumps: score them in "
+                "separate runs"
+            )
+        factory = partial(_regdb_convention, regdb_split)
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
@@ -414,6 +430,22 @@ def _llcm_convention(v2i: str, dump: FeatureDump) -> Convention:
         reason = f"--llcm-v2i applies to llcm dumps, not {dump.dataset!r}"
         raise DumpError(dump.source, "dataset", reason)
     return LLCMConvention(v2i=v2i)
+
+
+def _regdb_convention(split: int, dump: FeatureDump) -> Convention:
+    """The RegDB convention with ``--regdb-split`` (picklable with partial).
+
+    Raises:
+        DumpError: the dump is not a RegDB dump.
+    """
+    # lazy: heavy modules load only when the command runs (fast --help)
+    from vireid_bench.errors import DumpError
+    from vireid_bench.protocol.datasets.regdb import RegDBConvention
+
+    if dump.dataset != "regdb":
+        reason = f"--regdb-split applies to regdb dumps, not {dump.dataset!r}"
+        raise DumpError(dump.source, "dataset", reason)
+    return RegDBConvention(split=split)
 
 
 @cli.command("protocols")
@@ -618,6 +650,7 @@ def _register_commands() -> None:
         compare_command,
         import_command,
         score_distmat_command,
+        reconcile_command,
     ):
         cli.add_command(command)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid_bench.errors import DatasetError, DumpError
+from vireid_bench.errors import DatasetError, DumpError, ProtocolError
 from vireid_bench.io.dump import INFRARED, VISIBLE, FeatureDump
 from vireid_bench.protocol.conventions import (
     Convention,
@@ -87,22 +87,43 @@ def index_regdb(root: str | os.PathLike, split: str = "test", trials: Iterable[i
     return table(rows, INDEX_COLUMNS)
 
 
+SAAI_VARIANT = "saai"
+SAAI_PRESET = "regdb-saai"
+
+
 class RegDBConvention(Convention):
-    """RegDB as AGW evaluates it: one split per trial, whole-split galleries, image CMC."""
+    """RegDB as AGW evaluates it: one split per trial, whole-split galleries, image CMC.
+
+    Args:
+        split: score one RegDB split only (1..10). On a dump with ``trials/<k>`` groups,
+            the group ``trials/<split-1>``; on a dump holding one split, that split is
+            split ``split`` (its plan's trial number is ``split - 1``). None (default):
+            every split of the dump, averaged (AGW's ten trials).
+    """
 
     name = DATASET
     default_cmc = "image"
 
+    def __init__(self, split: int | None = None) -> None:
+        if split is not None and not 1 <= int(split) <= len(TRIALS):
+            raise ProtocolError(f"RegDB split {split}: must be 1..{len(TRIALS)}")
+        self.split = None if split is None else int(split)
+
     def variants(self, preset: Preset) -> list[str]:
-        """One unnamed variant per preset (``regdb-*`` presets included)."""
-        check_dataset_preset(preset, self.name)
+        """One unnamed variant per preset; ``regdb-saai`` presets report variant ``saai``."""
+        entry = check_dataset_preset(preset, self.name)
+        if entry is not None and entry.variant:
+            return [entry.variant]
         return [""]
 
     def adapt_preset(self, preset: Preset) -> Preset:
         """Cross: remove the query's modality only, as ``eval_regdb`` (which removes nothing
-        cross-modal) does, whatever camera ids the dump uses."""
+        cross-modal) does, whatever camera ids the dump uses. ``regdb-saai``: CMC counts
+        identities (SAAI / MPANet's RegDB evaluation)."""
         if base_setting(preset) == "cross":
-            return dataclasses.replace(preset, clauses=(Clause(modality="same"),))
+            preset = dataclasses.replace(preset, clauses=(Clause(modality="same"),))
+        if preset.name.split(":")[0] == SAAI_PRESET and preset.cmc == "dataset":
+            preset = dataclasses.replace(preset, cmc="identity")
         return preset
 
     def not_applicable(self, dump: FeatureDump, preset: Preset, query_modality: int) -> str | None:
@@ -123,28 +144,59 @@ class RegDBConvention(Convention):
     ) -> list[EvaluationPlan]:
         """One plan per split: the query modality's images; the pool, every image.
 
-        Both in dump order, which is list-file order for a dump written from the index.
+        Both in dump order, which is list-file order for a dump written from the index;
+        variant ``saai`` (``regdb-saai``) orders both by path (SAAI's sorted file lists),
+        which changes only how exact distance ties are broken.
 
         Raises:
-            DumpError: when a split lacks one of the modalities.
+            DumpError: when a split lacks one of the modalities, or the split asked for
+                is not in the dump.
+            ProtocolError: ``regdb-saai`` on a dump of several splits without ``split``.
         """
-        count = len(dump.splits) if trials is None else min(trials, len(dump.splits))
+        chosen = self._chosen_splits(dump, variant)
+        if trials is not None:
+            chosen = chosen[:trials]
         plans = []
-        for k in range(count):
+        for k, trial in chosen:
             split = dump.splits[k]
             for modality, word in LISTS.items():
                 if not np.any(split.modality == modality):
                     field = f"trials/{k}/modality" if dump.has_trial_splits else "modality"
                     raise DumpError(dump.source, field, f"no {word} image in the split")
-            plans.append(
-                EvaluationPlan(
-                    split=k,
-                    trial=k,
-                    query_idx=np.flatnonzero(split.modality == query_modality).astype(np.int64),
-                    pool_idx=np.arange(split.n_images, dtype=np.int64),
-                )
-            )
+            queries = np.flatnonzero(split.modality == query_modality).astype(np.int64)
+            pool = np.arange(split.n_images, dtype=np.int64)
+            if variant == SAAI_VARIANT:
+                queries, pool = _by_path(dump, k, queries), _by_path(dump, k, pool)
+            plans.append(EvaluationPlan(split=k, trial=trial, query_idx=queries, pool_idx=pool))
         return plans
+
+    def _chosen_splits(self, dump: FeatureDump, variant: str) -> list[tuple[int, int]]:
+        """(dump split index, trial number) pairs to score."""
+        if self.split is None:
+            if variant == SAAI_VARIANT and len(dump.splits) > 1:
+                raise ProtocolError(
+                    f"{dump.source}: {SAAI_PRESET} scores one RegDB split (SAAI tests split "
+                    "4): give the split (--regdb-split K, RegDBConvention(split=K))"
+                )
+            return [(k, k) for k in range(len(dump.splits))]
+        if len(dump.splits) == 1 and not dump.has_trial_splits:
+            return [(0, self.split - 1)]
+        if self.split > len(dump.splits):
+            raise DumpError(
+                dump.source,
+                "trials",
+                f"RegDB split {self.split} asked for, the dump holds {len(dump.splits)}",
+            )
+        return [(self.split - 1, self.split - 1)]
+
+
+def _by_path(dump: FeatureDump, k: int, rows: np.ndarray) -> np.ndarray:
+    """``rows`` sorted by their ``path`` (stable; dump order when the dump has no path)."""
+    paths = dump.splits[k].path
+    if paths is None:
+        return rows
+    keys = [str(paths[i]).replace("\\", "/") for i in rows]
+    return rows[np.argsort(np.asarray(keys, dtype=object), kind="stable")]
 
 
 register_convention(RegDBConvention())
@@ -156,6 +208,15 @@ register_dataset_preset(
         variant="",
         query_modalities=("infrared",),
         description="RegDB thermal to visible",
+    )
+)
+register_dataset_preset(
+    DatasetPreset(
+        name=SAAI_PRESET,
+        dataset=DATASET,
+        variant=SAAI_VARIANT,
+        query_modalities=("infrared", "visible"),
+        description="RegDB as SAAI / MPANet evaluate it: one split, identity CMC, sorted paths",
     )
 )
 register_dataset_preset(
