@@ -35,9 +35,7 @@ def small_dump(path, seed=0):
                 mod.append(0 if c <= 2 else 1)
     centres = rng.normal(size=(6, 5))
     feats = centres[pid] + 0.9 * rng.normal(size=(len(pid), 5))
-    write_dump(
-        path, features=feats.astype(np.float32), pid=pid, cam=cam, modality=mod, model="t"
-    )
+    write_dump(path, features=feats.astype(np.float32), pid=pid, cam=cam, modality=mod, model="t")
     return path
 
 
@@ -48,7 +46,12 @@ def reference(dump, preset, method, k1, k2, lam=0.3):
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     n = len(x)
     pool = [
-        {"uid": j, "pid": int(split.pid[j]), "cam": int(split.cam[j]), "mod": int(split.modality[j])}
+        {
+            "uid": j,
+            "pid": int(split.pid[j]),
+            "cam": int(split.cam[j]),
+            "mod": int(split.modality[j]),
+        }
         for j in range(n)
     ]
     clauses = [tuple(int(v) for v in c) for c in preset.clause_codes()]

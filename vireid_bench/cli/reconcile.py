@@ -33,7 +33,8 @@ def _render_table(records: list[dict[str, object]], target: dict[str, float], to
                 record["rank"],
                 number(record["distance"]),
                 *[number(metrics[m]) for m in _SHOWN],  # type: ignore[index]
-                " ".join(f"{k}={v}" for k, v in record["variant"].items()),  # type: ignore[union-attr]
+                " ".join(f"{k}={v}" for k, v in record["variant"].items())  # type: ignore[union-attr]
+                + (f" (same numbers as #{record['same_as']})" if record["same_as"] else ""),
             ]
         )
     wanted = ", ".join(f"{_HEADERS.get(k, k)}={v:g}" for k, v in target.items())
@@ -154,7 +155,12 @@ def reconcile_command(
     with one_line_warnings():
         dump = load_dump(dump_path)
         variants = enumerate_variants(
-            dump, name, mode, query_modality, rand_perm=rand_perm, rerank=rerank,
+            dump,
+            name,
+            mode,
+            query_modality,
+            rand_perm=rand_perm,
+            rerank=rerank,
             distance=distance,
         )
         with progress_bar(len(variants), f"reconciling {os.path.basename(dump_path)}") as bar:

@@ -89,7 +89,7 @@ def parse_target(text: str) -> dict[str, float]:
             raise ProtocolError(f"target {part!r}: {key.strip()} given twice")
         out[name] = number
     if not out:
-        raise ProtocolError("target: empty (e.g. \"R1=75.04,mAP=71.22\")")
+        raise ProtocolError('target: empty (e.g. "R1=75.04,mAP=71.22")')
     return out
 
 
@@ -160,6 +160,9 @@ class Outcome:
     distance: float = math.inf
     mean_difference: float = math.inf
     differences: dict[str, float] = field(default_factory=dict)
+    same_as: int | None = None
+    """Rank of a closer variant with exactly the same six metrics (the two cannot be told
+    apart on this dump), or None."""
 
 
 # ----------------------------------------------------------------------------- variants
@@ -317,7 +320,9 @@ def _convention(data: tuple[tuple[str, object], ...], rand_perm: object) -> Conv
 # ----------------------------------------------------------------------------- scoring
 
 
-def distance_to(row: Mapping[str, object], target: Mapping[str, float]) -> tuple[float, float, dict]:
+def distance_to(
+    row: Mapping[str, object], target: Mapping[str, float]
+) -> tuple[float, float, dict]:
     """(max |difference|, mean |difference|, signed differences) of a row to the target."""
     differences = {m: float(row[m]) - value for m, value in target.items()}  # type: ignore[arg-type]
     absolute = [abs(d) for d in differences.values()]
@@ -402,8 +407,18 @@ def reconcile(
                 params = rerank_scoring.validate(method, {}, distance)
                 for split_index in range(len(dump.splits)):
                     rerank_scoring.score_split_reranked(
-                        dump, split_index, tasks, context.cross_name, context.same_name,
-                        distance, context.convention, block_bytes, None, method, params, order,
+                        dump,
+                        split_index,
+                        tasks,
+                        context.cross_name,
+                        context.same_name,
+                        distance,
+                        context.convention,
+                        block_bytes,
+                        None,
+                        method,
+                        params,
+                        order,
                     )
         except VireidBenchError as exc:
             for outcome, _ in members:
@@ -427,7 +442,16 @@ def reconcile(
         if progress is not None:
             progress(len(members))
     order_of = {id(o): i for i, o in enumerate(outcomes)}
-    return sorted(outcomes, key=lambda o: (o.distance, o.mean_difference, order_of[id(o)]))
+    ranked = sorted(outcomes, key=lambda o: (o.distance, o.mean_difference, order_of[id(o)]))
+    seen: dict[tuple, int] = {}
+    for rank, outcome in enumerate(ranked, start=1):
+        if outcome.row is None:
+            continue
+        key = tuple(round(float(outcome.row[m]), 9) for m in METRICS)  # type: ignore[arg-type]
+        outcome.same_as = seen.setdefault(key, rank)
+        if outcome.same_as == rank:
+            outcome.same_as = None
+    return ranked
 
 
 def outcome_record(
@@ -447,6 +471,7 @@ def outcome_record(
         "mean_difference": clean(outcome.mean_difference),
         "differences": {k: clean(v) for k, v in outcome.differences.items()},
         "status": outcome.status,
+        "same_as": outcome.same_as,
         "variant": dict(outcome.variant.axes),
         "protocol": outcome.variant.protocol,
         "query_modality": outcome.variant.query_modality,
