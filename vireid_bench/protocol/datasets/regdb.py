@@ -179,7 +179,7 @@ class RegDBConvention(Convention):
                     "4): give the split (--regdb-split K, RegDBConvention(split=K))"
                 )
             return [(k, k) for k in range(len(dump.splits))]
-        if len(dump.splits) == 1 and not dump.has_trial_splits:
+        if len(dump.splits) == 1:  # the dump holds one split: it is split `split`
             return [(0, self.split - 1)]
         if self.split > len(dump.splits):
             raise DumpError(
