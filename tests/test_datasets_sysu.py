@@ -210,7 +210,7 @@ def test_agw_sampler_matches_the_community_loop(random_sysu, mode, shots):
     dump = load_dump(dump_path)
     name = {1: "single", 10: "multi"}[shots]
     (preset,) = resolve_presets(f"sysu-{mode}-{name}")
-    convention = get_convention("sysu-mm01")
+    convention = get_convention("sysu-mm01") if shots == 1 else SYSUConvention(sampler="agw")
     (variant,) = convention.variants(preset)
     assert variant == (mode if shots == 1 else f"{mode}-multi")
     plans = convention.plans(dump, preset, variant, INFRARED)
@@ -412,7 +412,7 @@ def hand_dump(tmp_path):
 
 @pytest.mark.parametrize("setting", list(HAND_GALLERIES))
 def test_every_setting_gallery_of_one_hand_checked_query(hand_dump, setting):
-    convention = SYSUConvention()
+    convention = SYSUConvention(sampler="agw")
     name = "sysu-all-multi" if setting == "cross" else f"sysu-all-multi:{setting}"
     (preset,) = resolve_presets(name)
     for trial in (0, 7):

@@ -93,7 +93,7 @@ SYSU_CASES = [
     ),
     (
         "sysu-all-multi",
-        {"colocated_rule": "same-id"},
+        {"sampler": "agw", "colocated_rule": "same-id"},
         "image",
         {"sampler": "agw", "shots": "10", "colocated": "same-id", "cmc": "image"},
     ),
@@ -211,7 +211,9 @@ def test_llcm_v2i_roles_rank_first(tmp_path, v2i):
 def test_cli_table_json_and_errors(sysu):
     path, _ = sysu
     dump = load_dump(path)
-    row = one_row(dump, "sysu-all-multi", cmc="image", trials=2)
+    row = one_row(
+        dump, "sysu-all-multi", convention=SYSUConvention(sampler="agw"), cmc="image", trials=2
+    )
     target = f"R1={row['rank1']:.2f},mAP={row['mAP']:.2f}"
     base = ["reconcile", str(path), "--target", target, "--no-rerank", "--trials", "2"]
     table = CliRunner().invoke(cli, [*base, "--top", "3"])

@@ -24,6 +24,7 @@ from vireid_bench.errors import DumpError, VireidBenchError
 from vireid_bench.io.dump import FeatureSplit, LazyFeatures, load_dump, write_dump
 from vireid_bench.io.memory import parse_memory_limit
 from vireid_bench.protocol import builtin_presets, resolve_presets
+from vireid_bench.protocol.datasets import SYSUConvention
 
 PER_QUERY = ("first_rank", "n_pos", "n_gallery", "ap", "inp")
 
@@ -286,7 +287,11 @@ def test_streamed_equals_in_memory_under_dataset_conventions(tmp_path, lazy):
     ]
     trials_path = write_dump(tmp_path / "trials.h5", trials=splits)
     for path, protocols, options in (
-        (sysu_path, "sysu-all-single:all,sysu-indoor-multi", {"trials": 2}),
+        (
+            sysu_path,
+            "sysu-all-single:all,sysu-indoor-multi",
+            {"trials": 2, "convention": SYSUConvention(sampler="agw")},
+        ),
         (trials_path, "all", {"distance": "euclidean", "cmc": "identity"}),
     ):
         presets = resolve_presets(protocols)

@@ -126,8 +126,10 @@ def cli() -> None:
 @click.option(
     "--sampler",
     type=click.Choice(["agw", "official"]),
-    help="SYSU-MM01 gallery sampler: AGW's random.seed(trial) (default) or the official "
-    "rand_perm_cam.mat permutations (needs --rand-perm).",
+    help="SYSU-MM01 gallery sampler: AGW's random.seed(trial) or the official "
+    "rand_perm_cam.mat permutations (needs --rand-perm). Default: AGW's for single-shot; "
+    "multi-shot uses the official one with --rand-perm and is refused without it "
+    "(published multi-shot numbers use the official splits).",
 )
 @click.option(
     "--shots",

@@ -217,6 +217,8 @@ def enumerate_variants(
                     options: list[tuple[str, str]] = []
                     if sampler != "agw":
                         options += [("sampler", sampler), ("rand-perm", str(rand_perm))]
+                    elif shots != 1:  # multi-shot needs the sampler named (or refuses)
+                        options.append(("sampler", "agw"))
                     if rule != "any":
                         options.append(("colocated-rule", rule))
                     bases.append(

@@ -280,8 +280,11 @@ class SYSUConvention(Convention):
     """SYSU-MM01 as the community evaluates it (AGW by default); see the module docstring.
 
     Args:
-        sampler: ``"agw"`` (``random.seed(trial)``, default) or ``"official"``
-            (``rand_perm_cam.mat``).
+        sampler: ``"agw"`` (``random.seed(trial)``) or ``"official"``
+            (``rand_perm_cam.mat``). Default (None): AGW's for single-shot; for multi-shot
+            the official one when ``rand_perm`` is given, else multi-shot is refused
+            (published multi-shot numbers use the official splits; ``sampler="agw"``
+            asks for the AGW-seeded multi-shot sampler explicitly).
         shots: gallery images per id and camera for the default variants (1, or 10 for
             multi-shot); the ``sysu-*-multi`` presets ask for 10 themselves.
         colocated_rule: ``"any"`` (AGW, default: a camera-3 query sees no camera-2 image,
@@ -297,11 +300,13 @@ class SYSUConvention(Convention):
 
     def __init__(
         self,
-        sampler: str = "agw",
+        sampler: str | None = None,
         shots: int = 1,
         colocated_rule: str = "any",
         rand_perm: str | os.PathLike | dict[tuple[int, int], np.ndarray] | None = None,
     ) -> None:
+        self.sampler_given = sampler
+        sampler = sampler or "agw"
         if sampler not in SAMPLERS:
             raise ProtocolError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
         if shots < 1:
@@ -336,9 +341,27 @@ class SYSUConvention(Convention):
         entry = check_dataset_preset(preset, self.name)
         if entry is not None:
             mode, shots, _ = parse_variant(entry.variant)
-            return [_variant_label(mode, shots, self.sampler)]
+            return [_variant_label(mode, shots, self.sampler_for(shots))]
         modes = ("all", "indoor") if preset.gallery_modality == "opposite" else ("all",)
-        return [_variant_label(mode, self.shots, self.sampler) for mode in modes]
+        sampler = self.sampler_for(self.shots)
+        return [_variant_label(mode, self.shots, sampler) for mode in modes]
+
+    def sampler_for(self, shots: int) -> str:
+        """The sampler used for ``shots`` images per (id, camera).
+
+        Raises:
+            ProtocolError: multi-shot with no sampler named and no ``rand_perm``.
+        """
+        if shots == 1 or self.sampler_given is not None:
+            return self.sampler
+        if self.rand_perm is not None:
+            return "official"
+        raise ProtocolError(
+            "SYSU-MM01 multi-shot: published multi-shot numbers (SAAI, MPANet, the MixER "
+            "authors' ContPartReid) use the official exp/rand_perm_cam.mat splits; give "
+            "--rand-perm PATH (rand_perm=...), or --sampler agw (sampler='agw') for the "
+            "AGW-seeded multi-shot sampler, which no published code uses"
+        )
 
     def adapt_preset(self, preset: Preset) -> Preset:
         """With ``colocated_rule="same-id"``, cross removes only same-id co-located images."""
