@@ -72,6 +72,7 @@ def test_dataset_presets_are_registered():
         "sysu-indoor-multi": "sysu-mm01",
         "regdb-t2v": "regdb",
         "regdb-v2t": "regdb",
+        "regdb-saai": "regdb",
         "llcm-i2v": "llcm",
         "llcm-v2i": "llcm",
     }
