@@ -37,7 +37,7 @@ from vireid_bench.io.dump_format import (
     LazyFeatures,
     mentions_synthetic,
 )
-from vireid_bench.io.dump_read import declared_feature_bytes, load_dump
+from vireid_bench.io.dump_read import declared_feature_bytes, load_dump, read_dump_attributes
 from vireid_bench.io.dump_validate import validate_split
 from vireid_bench.io.dump_write import write_dump
 
@@ -58,6 +58,7 @@ __all__ = [
     "dump_sources",
     "load_dump",
     "mentions_synthetic",
+    "read_dump_attributes",
     "validate_split",
     "write_dump",
 ]

@@ -420,6 +420,27 @@ def load_dump(
     )
 
 
+def read_dump_attributes(path: str | os.PathLike) -> dict[str, object]:
+    """The root attributes a table needs, without reading any array: ``dataset``,
+    ``model``, ``description`` and the run metadata (``seed``, ``run``, ``selection``,
+    ``trained_on``, ``synthetic``; None when absent), checked as :func:`load_dump` checks
+    them. For a dump :func:`load_dump` has validated (this reads no features).
+
+    Raises:
+        DumpError: the file cannot be opened, or an attribute is missing or invalid.
+    """
+    source = os.fspath(path)
+    check_input_file(source)
+    with open_read_only(source) as handle, corrupt_file_errors(source):
+        attrs = _root_attributes(source, handle)
+    return {
+        "dataset": attrs.dataset,
+        "model": attrs.model,
+        "description": attrs.description,
+        **attrs.run_metadata,
+    }
+
+
 def declared_feature_bytes(
     path: str | os.PathLike, feature_sets: Iterable[str] = (), allow_external: bool = False
 ) -> int:
