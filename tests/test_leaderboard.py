@@ -71,15 +71,21 @@ def read_csv(path):
 
 
 def pipe_table(markdown: str) -> tuple[list[str], list[list[str]]]:
-    """Parse the GitHub pipe table in ``markdown`` back into (header, rows).
+    """Parse the first GitHub pipe table in ``markdown`` back into (header, rows).
 
     Checks what a renderer needs: consecutive lines starting and ending with '|', a
     delimiter line of dashes after the header, and the same cell count on every line.
+    (Synthetic-data rows follow in a second table, under its own heading.)
     """
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    all_lines = markdown.splitlines()
+    first = next((i for i, line in enumerate(all_lines) if line.startswith("|")), None)
+    assert first is not None, "no pipe table"
+    lines = []
+    for line in all_lines[first:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     assert len(lines) >= 2, "no pipe table"
-    start = markdown.splitlines().index(lines[0])
-    assert markdown.splitlines()[start : start + len(lines)] == lines, "table lines not contiguous"
 
     def cells(line: str) -> list[str]:
         assert line.endswith("|")

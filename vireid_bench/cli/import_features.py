@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from vireid_bench.cli.common import ToolkitCommand
+from vireid_bench.cli.run_options import run_metadata, run_metadata_options
 
 DATASETS = ("generic", "sysu-mm01", "regdb", "llcm")
 MODALITIES = ("infrared", "visible")
@@ -67,6 +68,7 @@ def camera_modality(dataset: str) -> tuple[dict[int, int] | None, str | None]:
 )
 @click.option("--model", help="The model's name in tables (default: the first source's stem).")
 @click.option("--description", default="", help="Free text stored in the dump.")
+@run_metadata_options
 def import_command(
     out: str,
     sources: tuple[str, ...],
@@ -78,6 +80,10 @@ def import_command(
     gallery_paths: str | None,
     model: str | None,
     description: str,
+    seed: int | None,
+    run: str | None,
+    selection: str | None,
+    trained_on: str | None,
 ) -> None:
     """Write the dump OUT from features in SOURCES (.mat, .npy, a folder of .npy, .npz, .pt).
 
@@ -155,6 +161,7 @@ def import_command(
         dataset=written_dataset,
         model=model or Path(sources[0]).stem,
         description=description or summary,
+        **run_metadata(seed=seed, run=run, selection=selection, trained_on=trained_on),
     )
     n_infrared = int((pool.modality == 1).sum())
     click.echo(

@@ -40,6 +40,7 @@ from vireid_bench.cli.options import (
 )
 from vireid_bench.cli.plot import plot_command
 from vireid_bench.cli.reconcile import reconcile_command
+from vireid_bench.cli.runs import runs_command
 from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
@@ -653,6 +654,7 @@ def _register_commands() -> None:
         import_command,
         score_distmat_command,
         reconcile_command,
+        runs_command,
     ):
         cli.add_command(command)
 

@@ -15,6 +15,7 @@ from functools import wraps
 import click
 
 from vireid_bench.cli.common import InputError, ToolkitCommand, ToolkitSubgroup
+from vireid_bench.cli.run_options import run_metadata, run_metadata_options
 from vireid_bench.models.mixer.config import BACKBONES, DATASETS
 
 
@@ -194,6 +195,7 @@ def train_command(
     "--name",
     help="Model name in the dump, followed by '@<config hash>' (default: MixER-<backbone>).",
 )
+@run_metadata_options
 @_device_option
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @_one_line_errors
@@ -207,10 +209,20 @@ def extract_command(
     workers: int,
     float16: bool,
     name: str | None,
+    seed: int | None,
+    run: str | None,
+    selection: str | None,
+    trained_on: str | None,
     device: str,
     quiet: bool,
 ) -> None:
-    """Write a v1 feature dump (z_e, z_r, z_f; cross z_e, same z_f) of the test set."""
+    """Write a v1 feature dump (z_e, z_r, z_f; cross z_e, same z_f) of the test set.
+
+    The dump records the run: its seed (the config's train.seed), run (the run folder's
+    name), selection (the checkpoint's, 'last' for a plain 'mixer train' run) and
+    trained_on (dataset, split and RegDB trial); the --seed/--run/--selection/--trained-on
+    options override them.
+    """
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.models.mixer.extract import extract
 
@@ -226,5 +238,6 @@ def extract_command(
         float16=float16,
         name=name,
         stream=None if quiet else sys.stderr,
+        metadata=run_metadata(seed=seed, run=run, selection=selection, trained_on=trained_on),
     )
     click.echo(f"wrote {path}", err=True)

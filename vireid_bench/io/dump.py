@@ -30,12 +30,14 @@ from vireid_bench.io.dump_format import (
     MODALITY_CODES,
     MODALITY_NAMES,
     PROTOCOL_VERSION,
+    SELECTIONS,
     VISIBLE,
     FeatureDump,
     FeatureSplit,
     LazyFeatures,
+    mentions_synthetic,
 )
-from vireid_bench.io.dump_read import declared_feature_bytes, load_dump
+from vireid_bench.io.dump_read import declared_feature_bytes, load_dump, read_dump_attributes
 from vireid_bench.io.dump_validate import validate_split
 from vireid_bench.io.dump_write import write_dump
 
@@ -46,6 +48,7 @@ __all__ = [
     "MODALITY_CODES",
     "MODALITY_NAMES",
     "PROTOCOL_VERSION",
+    "SELECTIONS",
     "VISIBLE",
     "FeatureDump",
     "FeatureSplit",
@@ -54,6 +57,8 @@ __all__ = [
     "dump_sha256",
     "dump_sources",
     "load_dump",
+    "mentions_synthetic",
+    "read_dump_attributes",
     "validate_split",
     "write_dump",
 ]

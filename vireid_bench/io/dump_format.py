@@ -6,7 +6,9 @@ the image's person id, camera and modality. The format is documented in
 
 * root attributes ``vireid_bench_format = 1``, ``dataset`` (str), ``model`` (str), optional
   ``description``, ``default_features``, ``cross_features``, ``same_features``,
-  ``protocol_version`` (str, the protocol version the dump was built for);
+  ``protocol_version`` (str, the protocol version the dump was built for), and the run
+  metadata ``seed`` (int), ``run`` (str), ``selection`` (``test`` | ``val`` | ``last``),
+  ``trained_on`` (str), ``synthetic`` (bool);
 * ``features/<name>``: float [N, D] (at least one set);
 * ``pid`` int [N], ``cam`` int [N], ``modality`` uint8 [N] (0 = visible, 1 = infrared);
 * optional ``path``: UTF-8 str [N], the image path relative to the dataset root.
@@ -35,6 +37,11 @@ VISIBLE = 0
 INFRARED = 1
 MODALITY_NAMES = {VISIBLE: "visible", INFRARED: "infrared"}
 MODALITY_CODES = {name: code for code, name in MODALITY_NAMES.items()}
+
+SELECTIONS = ("test", "val", "last")
+"""How a dump's checkpoint was chosen (the ``selection`` attribute): the best epoch on the
+test set itself (``test``, optimistic), the best on a validation split (``val``), or the
+last epoch of a fixed schedule (``last``)."""
 
 LAZY_READ_BYTES = 64 * 1024**2
 """Largest slab one read of :class:`LazyFeatures` brings into memory."""
@@ -121,6 +128,12 @@ class FeatureDump:
             not loaded).
         protocol_version: the ``protocol_version`` root attribute (the protocol version the
             dump was built for), or None when the dump does not say.
+        seed: the training seed (``seed`` attribute), None when the dump does not say.
+        run: free text naming the training run (``run``), or None.
+        selection: how the checkpoint was chosen, one of :data:`SELECTIONS`, or None.
+        trained_on: the training dataset and split (``trained_on``), or None.
+        synthetic: True when the ``synthetic`` attribute says the features come from
+            synthetic data; None when the dump does not say (see :attr:`is_synthetic`).
     """
 
     source: str
@@ -134,3 +147,22 @@ class FeatureDump:
     has_trial_splits: bool = False
     feature_dims: Mapping[str, int] = field(default_factory=dict)
     protocol_version: str | None = None
+    seed: int | None = None
+    run: str | None = None
+    selection: str | None = None
+    trained_on: str | None = None
+    synthetic: bool | None = None
+
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether the dump comes from synthetic data: its ``synthetic`` attribute, else
+        the word "synthetic" in its model name or description (older dumps)."""
+        if self.synthetic is not None:
+            return self.synthetic
+        return mentions_synthetic(self.model, self.description)
+
+
+def mentions_synthetic(*texts: str) -> bool:
+    """True when any text contains the word "synthetic" (any case): how dumps written
+    before the ``synthetic`` attribute said so."""
+    return any("synthetic" in (text or "").lower() for text in texts)

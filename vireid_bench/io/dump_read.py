@@ -19,7 +19,13 @@ import numpy as np
 
 from vireid_bench.errors import DumpError
 from vireid_bench.io import dump_format, memory
-from vireid_bench.io.dump_format import FORMAT_VERSION, FeatureDump, FeatureSplit, LazyFeatures
+from vireid_bench.io.dump_format import (
+    FORMAT_VERSION,
+    SELECTIONS,
+    FeatureDump,
+    FeatureSplit,
+    LazyFeatures,
+)
 from vireid_bench.io.dump_links import follow_outside, outside_references
 from vireid_bench.io.dump_open import (
     H5_ERRORS,
@@ -54,6 +60,7 @@ class _RootAttributes:
     description: str
     protocol_version: str | None
     feature_names: Mapping[str, str | None]
+    run_metadata: Mapping[str, object]
 
 
 def _read_attr_str(source: str, attrs: Mapping[str, object], name: str) -> str | None:
@@ -68,6 +75,38 @@ def _read_attr_str(source: str, attrs: Mapping[str, object], name: str) -> str |
     if not isinstance(value, str):
         raise DumpError(source, name, f"attribute must be a string, got {type(value).__name__}")
     return value
+
+
+def _scalar(value: object) -> object:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.reshape(()).item()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _run_metadata(source: str, attrs: Mapping[str, object]) -> dict[str, object]:
+    """The optional run attributes ``seed``, ``run``, ``selection``, ``trained_on``,
+    ``synthetic`` (None when absent); a present one of the wrong type or value is refused."""
+    found: dict[str, object] = {
+        name: _read_attr_str(source, attrs, name) for name in ("run", "selection", "trained_on")
+    }
+    if found["selection"] is not None and found["selection"] not in SELECTIONS:
+        raise DumpError(
+            source,
+            "selection",
+            f"unknown checkpoint selection {found['selection']!r} (valid: {', '.join(SELECTIONS)})",
+        )
+    seed = _scalar(attrs["seed"]) if "seed" in attrs else None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise DumpError(source, "seed", f"attribute must be an integer, got {seed!r}")
+    found["seed"] = seed
+    synthetic = _scalar(attrs["synthetic"]) if "synthetic" in attrs else None
+    if synthetic is not None:
+        if isinstance(synthetic, bool) or (isinstance(synthetic, int) and synthetic in (0, 1)):
+            synthetic = bool(synthetic)
+        else:
+            raise DumpError(source, "synthetic", f"attribute must be a boolean, got {synthetic!r}")
+    found["synthetic"] = synthetic
+    return found
 
 
 def _root_attributes(source: str, handle) -> _RootAttributes:
@@ -101,6 +140,7 @@ def _root_attributes(source: str, handle) -> _RootAttributes:
         description=_read_attr_str(source, attrs, "description") or "",
         protocol_version=_read_attr_str(source, attrs, "protocol_version"),
         feature_names={name: _read_attr_str(source, attrs, name) for name in _FEATURE_NAME_ATTRS},
+        run_metadata=_run_metadata(source, attrs),
     )
 
 
@@ -376,7 +416,29 @@ def load_dump(
         has_trial_splits=has_trials,
         feature_dims=dims,
         protocol_version=attrs.protocol_version,
+        **attrs.run_metadata,
     )
+
+
+def read_dump_attributes(path: str | os.PathLike) -> dict[str, object]:
+    """The root attributes a table needs, without reading any array: ``dataset``,
+    ``model``, ``description`` and the run metadata (``seed``, ``run``, ``selection``,
+    ``trained_on``, ``synthetic``; None when absent), checked as :func:`load_dump` checks
+    them. For a dump :func:`load_dump` has validated (this reads no features).
+
+    Raises:
+        DumpError: the file cannot be opened, or an attribute is missing or invalid.
+    """
+    source = os.fspath(path)
+    check_input_file(source)
+    with open_read_only(source) as handle, corrupt_file_errors(source):
+        attrs = _root_attributes(source, handle)
+    return {
+        "dataset": attrs.dataset,
+        "model": attrs.model,
+        "description": attrs.description,
+        **attrs.run_metadata,
+    }
 
 
 def declared_feature_bytes(

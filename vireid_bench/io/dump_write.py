@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid_bench.errors import DumpError
-from vireid_bench.io.dump_format import FORMAT_VERSION, PROTOCOL_VERSION, FeatureSplit
+from vireid_bench.io.dump_format import FORMAT_VERSION, PROTOCOL_VERSION, SELECTIONS, FeatureSplit
 from vireid_bench.io.dump_validate import (
     check_stored_features,
     resolve_feature_names,
@@ -144,6 +144,46 @@ def _prepare_folder(source: str, target: Path, parents: bool) -> None:
         raise DumpError(source, "", reason) from exc
 
 
+def run_attributes(
+    source: str,
+    *,
+    seed: object = None,
+    run: object = None,
+    selection: object = None,
+    trained_on: object = None,
+    synthetic: object = None,
+) -> dict[str, object]:
+    """Check the optional run metadata and return the root attributes to write.
+
+    Raises:
+        DumpError: ``seed`` not an integer, ``selection`` not one of :data:`SELECTIONS`,
+            ``run``/``trained_on`` not strings, ``synthetic`` not a boolean.
+    """
+    attributes: dict[str, object] = {}
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise DumpError(source, "seed", f"must be an integer, got {seed!r}")
+        attributes["seed"] = int(seed)
+    if selection is not None:
+        if selection not in SELECTIONS:
+            raise DumpError(
+                source,
+                "selection",
+                f"unknown checkpoint selection {selection!r} (valid: {', '.join(SELECTIONS)})",
+            )
+        attributes["selection"] = str(selection)
+    for name, value in (("run", run), ("trained_on", trained_on)):
+        if value is not None:
+            if not isinstance(value, str):
+                raise DumpError(source, name, f"must be a string, got {value!r}")
+            attributes[name] = value
+    if synthetic is not None:
+        if not isinstance(synthetic, bool | np.bool_):
+            raise DumpError(source, "synthetic", f"must be a boolean, got {synthetic!r}")
+        attributes["synthetic"] = bool(synthetic)
+    return attributes
+
+
 def write_dump(
     path: str | os.PathLike,
     *,
@@ -162,6 +202,11 @@ def write_dump(
     float16: bool = False,
     protocol_version: str | None = None,
     parents: bool = False,
+    seed: int | None = None,
+    run: str | None = None,
+    selection: str | None = None,
+    trained_on: str | None = None,
+    synthetic: bool | None = None,
 ) -> Path:
     """Validate arrays and write them as a v1 feature dump; return the written path.
 
@@ -181,6 +226,11 @@ def write_dump(
             this toolkit's :data:`PROTOCOL_VERSION`).
         parents: create the parent folder when missing (otherwise a missing folder is an
             error).
+        seed, run, selection, trained_on, synthetic: optional run metadata, written as root
+            attributes of the same names when given (docs/dump-format.md): the training
+            seed (an integer), free text naming the run, how the checkpoint was chosen
+            (``test``, ``val`` or ``last``), the training dataset and split, whether the
+            features come from synthetic data.
 
     Raises:
         DumpError: when the arrays do not form a valid dump (the same checks as
@@ -191,6 +241,14 @@ def write_dump(
 
     target = Path(path)
     source = str(target)
+    metadata = run_attributes(
+        source,
+        seed=seed,
+        run=run,
+        selection=selection,
+        trained_on=trained_on,
+        synthetic=synthetic,
+    )
     splits = _validated_splits(source, features, pid, cam, modality, paths, trials)
     names = list(splits[0].features)
     default, cross, same = resolve_feature_names(
@@ -212,6 +270,8 @@ def write_dump(
             handle.attrs["cross_features"] = cross
             handle.attrs["same_features"] = same
             handle.attrs["protocol_version"] = protocol_version or PROTOCOL_VERSION
+            for key, value in metadata.items():
+                handle.attrs[key] = value
             if trials is not None:
                 trials_group = handle.create_group("trials")
                 for k, split in enumerate(splits):

@@ -29,6 +29,17 @@ def describe_dump(dump: FeatureDump) -> list[tuple[str, str]]:
         lines.append(("description", dump.description))
     if dump.protocol_version is not None:
         lines.append(("protocol version", dump.protocol_version))
+    for label, value in (
+        ("seed", dump.seed),
+        ("run", dump.run),
+        ("selection", dump.selection),
+        ("trained on", dump.trained_on),
+    ):
+        if value is not None:
+            note = " (best epoch on the test set: optimistic)" if value == "test" else ""
+            lines.append((label, f"{value}{note}" if label == "selection" else str(value)))
+    if dump.is_synthetic:
+        lines.append(("synthetic", "yes" if dump.synthetic else "yes (said by model/description)"))
     sets = ", ".join(f"{name} (D={dim})" for name, dim in dump.feature_dims.items())
     lines.append(("feature sets", sets))
     lines.append(

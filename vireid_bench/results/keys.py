@@ -53,6 +53,10 @@ CSV_FIXED_FIELDS = (
     "origin",
     "citation",
 )
+CSV_ROW_FIELDS = ("data", "reranked", "selection", "runs")
+"""Per-row fields the CSV carries after :data:`CSV_FIXED_FIELDS` (CSVs written before them
+still read): ``real``/``synthetic``, ``yes`` when re-ranked, the checkpoint selection(s),
+the number(s) of training runs behind the row."""
 
 
 class LeaderboardError(VireidBenchError):
@@ -61,7 +65,6 @@ class LeaderboardError(VireidBenchError):
 
 class UnknownColumnError(LeaderboardError):
     """A sort key names no column of the table."""
-
 
 
 def setting_key(protocol: str, variant: str, query_modality: str) -> str:
@@ -168,8 +171,6 @@ def parse_metric(text: str) -> str:
     if metric is None:
         raise LeaderboardError(f"unknown metric {text!r} (valid: R1, mAP, mINP)")
     return metric
-
-
 
 
 def is_builtin_setting(protocol: str) -> bool:

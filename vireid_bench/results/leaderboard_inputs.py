@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 from vireid_bench.engine.distributed import ScoreRequest, evaluate_requests
 from vireid_bench.engine.scoring import evaluate
 from vireid_bench.io.digest import dump_sha256
-from vireid_bench.io.dump import load_dump
+from vireid_bench.io.dump import load_dump, mentions_synthetic, read_dump_attributes
 from vireid_bench.protocol import resolve_presets
 from vireid_bench.protocol.presets import builtin_presets
 from vireid_bench.results.keys import (
     CSV_FIXED_FIELDS,
     CSV_METRICS,
+    CSV_ROW_FIELDS,
     SOURCES,
     Column,
     LeaderboardError,
@@ -36,7 +37,11 @@ from vireid_bench.results.keys import (
     parse_column_key,
     parse_metric,
 )
-from vireid_bench.results.leaderboard_table import Result, current_protocol_version
+from vireid_bench.results.leaderboard_table import (
+    Result,
+    current_protocol_version,
+    reported_reranked,
+)
 from vireid_bench.results.reported import load_reported
 
 if TYPE_CHECKING:
@@ -198,11 +203,16 @@ def results_from_rows(
     version: str,
     protocol_version: str,
     sha256: str = "",
+    run: Mapping[str, object] | None = None,
 ) -> list[Result]:
     """Turn scoring rows (:data:`vireid_bench.engine.scoring.RESULT_KEYS`) into measured results.
 
     Rows whose ``status`` is not ``"ok"`` (skipped settings) are left out. Every row is
-    validated first (:func:`validate_result_row`).
+    validated first (:func:`validate_result_row`). A row is re-ranked when its
+    ``distance`` names a re-ranking (``cosine+k-reciprocal(...)``), synthetic when ``run``
+    (the dump's attributes, :func:`~vireid_bench.io.dump.read_dump_attributes`) says so or,
+    without it, when the model name says "synthetic". ``run`` also gives the seed, run and
+    checkpoint selection.
 
     Raises:
         LeaderboardError: ``<origin>: results[<i>].<field>: ...`` for an invalid row.
@@ -214,6 +224,13 @@ def results_from_rows(
     for row in rows:
         if row.get("status", "ok") != "ok":
             continue
+        if run is not None:
+            synthetic = bool(run.get("synthetic"))
+            if run.get("synthetic") is None:
+                synthetic = mentions_synthetic(str(row["model"]), str(run.get("description", "")))
+        else:
+            synthetic = row.get("synthetic") is True or mentions_synthetic(str(row["model"]))
+        seed = (run or {}).get("seed")
         results.append(
             Result(
                 dataset=str(row["dataset"]),
@@ -230,6 +247,11 @@ def results_from_rows(
                 sha256=sha256 or str(row.get("dump_sha256") or ""),
                 trials=int(row.get("trials") or 0),
                 protocol_version=protocol_version,
+                synthetic=synthetic,
+                reranked="+" in str(row.get("distance") or ""),
+                selection=str((run or {}).get("selection") or ""),
+                seed=seed if isinstance(seed, int) else None,
+                run=str((run or {}).get("run") or ""),
             )
         )
     return results
@@ -267,6 +289,7 @@ def results_from_evaluation(
         version=version,
         protocol_version=current_protocol_version(),
         sha256=dump_sha256(path),
+        run=read_dump_attributes(path),
     )
 
 
@@ -344,6 +367,7 @@ def results_from_reported(dataset: str) -> list[Result]:
                 origin=f"Table {first.table}",
                 venue=first.venue,
                 citation=first.citation,
+                reranked=reported_reranked(model),
             )
         )
     return results
@@ -381,6 +405,8 @@ def results_from_leaderboard_csv(path: str | os.PathLike) -> list[Result]:
         raise LeaderboardError(f"{source}: not a vireid-bench leaderboard CSV")
     columns: dict[Column, dict[str, str]] = {}
     for name in fields[len(CSV_FIXED_FIELDS) :]:
+        if name in CSV_ROW_FIELDS:
+            continue
         key, dot, metric_text = name.rpartition(".")
         protocol, variant, modality = parse_column_key(key)
         if not dot or modality is None:
@@ -413,6 +439,11 @@ def results_from_leaderboard_csv(path: str | os.PathLike) -> list[Result]:
                     venue=row["venue"],
                     citation=row["citation"],
                     protocol_version=row["protocol_version"],
+                    synthetic=row.get("data") == "synthetic"
+                    or ("data" not in row and mentions_synthetic(row["model"])),
+                    reranked=row.get("reranked") == "yes"
+                    or (row["source"] == "reported" and reported_reranked(row["model"])),
+                    selection=row.get("selection") or "",
                 )
             )
     return results

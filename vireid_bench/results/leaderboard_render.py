@@ -15,8 +15,21 @@ import io
 import math
 import re
 
-from vireid_bench.results.keys import CSV_FIXED_FIELDS, CSV_METRICS, MARKDOWN_METRICS, METRIC_LABELS
-from vireid_bench.results.leaderboard_table import Entry, LeaderboardTable, short_sha
+from vireid_bench.results.keys import (
+    CSV_FIXED_FIELDS,
+    CSV_METRICS,
+    CSV_ROW_FIELDS,
+    MARKDOWN_METRICS,
+    METRIC_LABELS,
+    Column,
+)
+from vireid_bench.results.leaderboard_table import (
+    RERANKED_MARK,
+    TEST_SELECTION_MARK,
+    Entry,
+    LeaderboardTable,
+    short_sha,
+)
 
 
 def _csv_value(value: float) -> object:
@@ -30,10 +43,11 @@ def render_csv(table: LeaderboardTable) -> str:
     :func:`results_from_leaderboard_csv`.
     """
     buffer = io.StringIO()
-    fields = list(CSV_FIXED_FIELDS) + [f"{c.key}.{m}" for c in table.columns for m in CSV_METRICS]
+    fields = [*CSV_FIXED_FIELDS, *CSV_ROW_FIELDS]
+    fields += [f"{c.key}.{m}" for c in table.columns for m in CSV_METRICS]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    for entry in table.entries:
+    for entry in (e for _, entries in table.sections() for e in entries):
         row: dict[str, object] = {
             "dataset": entry.dataset,
             "model": entry.model,
@@ -45,6 +59,10 @@ def render_csv(table: LeaderboardTable) -> str:
             "sha256": ";".join(entry.sha256s),
             "origin": ";".join(entry.origins),
             "citation": entry.citation,
+            "data": "synthetic" if entry.synthetic else "real",
+            "reranked": "yes" if entry.reranked else "",
+            "selection": ";".join(entry.selections),
+            "runs": "/".join(map(str, entry.run_counts)) if entry.source == "measured" else "",
         }
         for column in table.columns:
             for metric in CSV_METRICS:
@@ -64,20 +82,48 @@ def _model_cell(entry: Entry, table: LeaderboardTable) -> str:
     protocols = {
         e.protocol_version
         for e in table.entries
-        if (e.model, e.source) == (entry.model, entry.source)
+        if (e.model, e.source, e.reranked) == (entry.model, entry.source, entry.reranked)
     }
+    text = entry.model
     if len(protocols) > 1:
-        return f"{entry.model} (protocol {entry.protocol_version or 'unknown'})"
-    return entry.model
+        text = f"{entry.model} (protocol {entry.protocol_version or 'unknown'})"
+    if entry.reranked:
+        text += f" {RERANKED_MARK}"
+    if entry.multi_run:
+        text += f" ({'/'.join(map(str, entry.run_counts))} runs)"
+    if "test" in entry.selections:
+        text += f" {TEST_SELECTION_MARK}"
+    return text
 
 
-def _format(value: float, best: float | None, bold: tuple[str, str]) -> str:
+def _format(value: float, best: float | None, bold: tuple[str, str], spread: str = "") -> str:
     if math.isnan(value):
         return "-"
     text = f"{value:.2f}"
     if best is not None and round(value, 2) == best:
-        return f"{bold[0]}{text}{bold[1]}"
-    return text
+        text = f"{bold[0]}{text}{bold[1]}"
+    return text + spread
+
+
+def _spread(entry: Entry, column: Column, metric: str) -> str:
+    """`` ± h`` (half-width of the CI over runs) for a cell that is the mean of runs."""
+    interval = entry.interval(column, metric)
+    if interval is None or math.isnan(interval.low):
+        return ""
+    return f" ± {(interval.high - interval.low) / 2:.2f}"
+
+
+def _cells(entry, table, best, bold) -> list[tuple[float, str]]:
+    """Each R1/mAP cell of a row: (value, text with bold and spread)."""
+    key = (entry.synthetic, entry.reranked)
+    return [
+        (
+            entry.value(c, m),
+            _format(entry.value(c, m), best[(*key, c, m)], bold, _spread(entry, c, m)),
+        )
+        for c in table.columns
+        for m in MARKDOWN_METRICS
+    ]
 
 
 def _markdown_escape(text: str) -> str:
@@ -96,21 +142,23 @@ def render_markdown(table: LeaderboardTable) -> str:
     headers = ["Model", "Venue", "Source"] + [
         f"{labels[c]} {METRIC_LABELS[m]}" for c in table.columns for m in MARKDOWN_METRICS
     ]
-    best = {(c, m): table.best(c, m) for c in table.columns for m in MARKDOWN_METRICS}
-    body = []
-    for entry in table.entries:
-        row = [_model_cell(entry, table), entry.venue, _source_cell(entry)]
-        row += [
-            _format(entry.value(c, m), best[(c, m)], ("**", "**"))
-            for c in table.columns
-            for m in MARKDOWN_METRICS
-        ]
-        body.append([_markdown_escape(cell) for cell in row])
+    best = table.best_values(MARKDOWN_METRICS)
     lines = [f"# vireid-bench leaderboard: {table.dataset}", ""]
     lines += [f"- {line}" for line in table.header_lines()]
-    lines.append("- R1 and mAP in percent; best value per column in bold (ties all bold)")
+    lines.append(
+        "- R1 and mAP in percent; best value per column in bold (ties all bold), among the "
+        "rows of the same table and re-ranking"
+    )
     lines.append("")
-    if body:
+    sections = table.sections()
+    for title, entries in sections:
+        body = []
+        for entry in entries:
+            row = [_model_cell(entry, table), entry.venue, _source_cell(entry)]
+            row += [text for _, text in _cells(entry, table, best, ("**", "**"))]
+            body.append([_markdown_escape(cell) for cell in row])
+        if title:
+            lines += [f"## {title}", ""]
         lines.append(
             tabulate(
                 body,
@@ -119,9 +167,11 @@ def render_markdown(table: LeaderboardTable) -> str:
                 disable_numparse=True,
             )
         )
-    else:
-        lines.append("No results.")
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    if not sections:
+        lines += ["No results.", ""]
+    lines += [f"- {note}" for note in table.footnotes()]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 _HTML_SCRIPT = """
@@ -179,34 +229,40 @@ def render_html(table: LeaderboardTable) -> str:
         for metric in MARKDOWN_METRICS:
             metric_row.append(f'<th data-col="{index}">{METRIC_LABELS[metric]}</th>')
             index += 1
-    best = {(c, m): table.best(c, m) for c in table.columns for m in MARKDOWN_METRICS}
-    body = []
-    for entry in table.entries:
-        cells = [
-            f"<td>{esc(_model_cell(entry, table))}</td>",
-            f"<td>{esc(entry.venue)}</td>",
-            f'<td title="{esc(entry.citation or "; ".join(entry.sha256s))}">'
-            f"{esc(_source_cell(entry))}</td>",
-        ]
-        for column in table.columns:
-            for metric in MARKDOWN_METRICS:
-                value = entry.value(column, metric)
+    best = table.best_values(MARKDOWN_METRICS)
+    head = (
+        '<table class="leaderboard">\n<thead>\n'
+        f"<tr>{''.join(group_row)}</tr>\n<tr>{''.join(setting_row)}</tr>\n"
+        f"<tr>{''.join(metric_row)}</tr>\n</thead>\n<tbody>\n"
+    )
+    tables = []
+    for section, entries in table.sections():
+        body = []
+        for entry in entries:
+            cells = [
+                f"<td>{esc(_model_cell(entry, table))}</td>",
+                f"<td>{esc(entry.venue)}</td>",
+                f'<td title="{esc(entry.citation or "; ".join(entry.sha256s))}">'
+                f"{esc(_source_cell(entry))}</td>",
+            ]
+            for value, text in _cells(entry, table, best, ("<strong>", "</strong>")):
                 data = "" if math.isnan(value) else repr(value)
-                text = _format(value, best[(column, metric)], ("<strong>", "</strong>"))
                 cells.append(f'<td class="num" data-value="{data}">{text}</td>')
-        body.append(f'<tr class="{entry.source}">' + "".join(cells) + "</tr>")
+            body.append(f'<tr class="{entry.source}">' + "".join(cells) + "</tr>")
+        heading = f"<h2>{esc(section)}</h2>\n" if section else ""
+        tables.append(heading + head + "\n".join(body) + "\n</tbody>\n</table>\n")
     items = "".join(f"<li>{esc(line)}</li>" for line in table.header_lines())
+    notes = "".join(f"<li>{esc(note)}</li>" for note in table.footnotes())
     title = f"vireid-bench leaderboard: {table.dataset}"
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{esc(title)}</h1>\n<ul>{items}<li>R1 and mAP in percent; best value per column "
-        "in bold; click a column header to sort.</li></ul>\n"
-        '<table class="leaderboard">\n<thead>\n'
-        f"<tr>{''.join(group_row)}</tr>\n<tr>{''.join(setting_row)}</tr>\n"
-        f"<tr>{''.join(metric_row)}</tr>\n</thead>\n<tbody>\n"
-        + "\n".join(body)
-        + f"\n</tbody>\n</table>\n<script>{_HTML_SCRIPT}</script>\n</body>\n</html>\n"
+        "in bold, among the rows of the same table and re-ranking; click a column header to "
+        "sort.</li></ul>\n"
+        + "".join(tables)
+        + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
+        + f"<script>{_HTML_SCRIPT}</script>\n</body>\n</html>\n"
     )
 
 

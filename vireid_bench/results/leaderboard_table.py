@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,11 @@ from vireid_bench.results.keys import (
     parse_column_key,
     parse_metric,
 )
+from vireid_bench.results.runs import RunInterval, run_interval
+
+SYNTHETIC_TITLE = "Synthetic data (not comparable with the real-data rows above)"
+RERANKED_MARK = "(re-ranked)"
+TEST_SELECTION_MARK = "†"
 
 PROTOCOL_SPEC = "docs/protocols.md"
 """Where the settings are specified; every generated leaderboard cites it."""
@@ -83,6 +89,14 @@ class Result:
         sha256: SHA-256 of the feature dump it was scored from, when known.
         trials: trials averaged (0 when unknown, e.g. reported).
         venue, citation: for reported results.
+        synthetic: scored from synthetic data (the dump's ``synthetic`` attribute, or the
+            word in its model name or description); such rows get a table of their own.
+        reranked: scored with re-ranking (a result's ``distance`` names it; a reported
+            model named ``...+KR`` / ``+AIM``); compared only with re-ranked rows.
+        selection: how the checkpoint was chosen (``test``, ``val``, ``last``; ``""``:
+            unsaid); ``test`` rows get a footnote.
+        seed, run: the training run (dump attributes); results of one row and column with
+            different runs are kept as runs, shown as mean ± CI, not replaced.
     """
 
     dataset: str
@@ -97,11 +111,23 @@ class Result:
     venue: str = ""
     citation: str = ""
     protocol_version: str = ""
+    synthetic: bool = False
+    reranked: bool = False
+    selection: str = ""
+    seed: int | None = None
+    run: str = ""
 
     @property
-    def row_key(self) -> tuple[str, str, str, str]:
-        """The leaderboard row: ``(dataset, model, source, protocol_version)``."""
-        return (self.dataset, self.model, self.source, self.protocol_version)
+    def row_key(self) -> tuple[str, str, str, str, bool]:
+        """The leaderboard row: ``(dataset, model, source, protocol_version, reranked)``."""
+        return (self.dataset, self.model, self.source, self.protocol_version, self.reranked)
+
+    @property
+    def run_id(self) -> tuple[int | None, str] | None:
+        """``(seed, run)`` when the result names its training run, else None."""
+        if self.seed is None and not self.run:
+            return None
+        return (self.seed, self.run)
 
     def value(self, metric: str) -> float:
         """The metric in percent, NaN when missing."""
@@ -109,24 +135,103 @@ class Result:
         return float("nan") if value is None else float(value)
 
 
+RERANKED_MODEL = re.compile(r"\+\s*(KR|AIM|RR|k-?reciprocal|re-?rank\w*)\b", re.IGNORECASE)
+"""A reported model name that says it is re-ranked (``MixER+KR``, ``SAAI+AIM``)."""
+
+
+def reported_reranked(model: str) -> bool:
+    """Whether a reported model's name marks re-ranking (:data:`RERANKED_MODEL`)."""
+    return RERANKED_MODEL.search(model) is not None
+
+
+def _mean_result(runs: Sequence[Result]) -> Result:
+    """One cell standing for several runs: the mean of each metric over the runs."""
+    first = runs[0]
+    values = {}
+    for metric in {m for r in runs for m in r.values}:
+        numbers = [r.value(metric) for r in runs if not math.isnan(r.value(metric))]
+        if numbers:
+            values[metric] = sum(numbers) / len(numbers)
+    return Result(
+        dataset=first.dataset,
+        model=first.model,
+        source=first.source,
+        version=first.version,
+        column=first.column,
+        values=values,
+        origin=first.origin,
+        trials=first.trials,
+        protocol_version=first.protocol_version,
+        synthetic=any(r.synthetic for r in runs),
+        reranked=first.reranked,
+    )
+
+
 @dataclass
 class Entry:
     """One leaderboard row: a model's results on a dataset from one source and protocol
-    version."""
+    version (re-ranked results of a model get a row of their own).
+
+    ``runs`` holds, per column, the results of each training run (``Result.run_id``) when
+    there are such; the column's cell is then their mean."""
 
     dataset: str
     model: str
     source: str
     protocol_version: str
     cells: dict[Column, Result] = field(default_factory=dict)
+    reranked: bool = False
+    runs: dict[Column, dict[tuple, Result]] = field(default_factory=dict)
 
     def value(self, column: Column, metric: str) -> float:
-        """The metric in ``column`` in percent, NaN when missing."""
+        """The metric in ``column`` in percent (mean over runs), NaN when missing."""
         cell = self.cells.get(column)
         return float("nan") if cell is None else cell.value(metric)
 
+    def results(self) -> list[Result]:
+        """Every result behind the row (each run's, not their means)."""
+        found = []
+        for column, cell in self.cells.items():
+            found.extend(self.runs[column].values() if self.runs.get(column) else [cell])
+        return found
+
+    def n_runs(self, column: Column) -> int:
+        """Runs behind the cell (1 for a single result, 0 when missing)."""
+        if self.runs.get(column):
+            return len(self.runs[column])
+        return 1 if column in self.cells else 0
+
+    @property
+    def run_counts(self) -> list[int]:
+        """The distinct numbers of runs behind the row's cells."""
+        return sorted({self.n_runs(c) for c in self.cells})
+
+    @property
+    def multi_run(self) -> bool:
+        """Whether any cell is the mean of several runs."""
+        return any(n > 1 for n in self.run_counts)
+
+    def interval(self, column: Column, metric: str, confidence: float = 0.95) -> RunInterval | None:
+        """The confidence interval of the mean over runs (None: fewer than 2 runs)."""
+        runs = self.runs.get(column) or {}
+        values = [r.value(metric) for r in runs.values()]
+        values = [v for v in values if not math.isnan(v)]
+        if len(values) < 2:
+            return None
+        return run_interval(values, confidence)
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the row was scored from synthetic data."""
+        return any(r.synthetic for r in self.results())
+
+    @property
+    def selections(self) -> list[str]:
+        """How the row's checkpoints were chosen (``test``, ``val``, ``last``)."""
+        return self._distinct("selection")
+
     def _distinct(self, attribute: str) -> list[str]:
-        values = (str(getattr(cell, attribute)) for cell in self.cells.values())
+        values = (str(getattr(cell, attribute)) for cell in self.results())
         return sorted({v for v in values if v})
 
     @property
@@ -157,7 +262,7 @@ class Entry:
     @property
     def trials(self) -> list[int]:
         """The distinct trial counts of the row's results (reported rows: empty)."""
-        return sorted({c.trials for c in self.cells.values() if c.trials})
+        return sorted({c.trials for c in self.results() if c.trials})
 
 
 # --------------------------------------------------------------------------- merging
@@ -177,26 +282,52 @@ def _provenance(result: Result) -> str:
 
 class Leaderboard:
     """Results merged into rows; a later result for the same row and column replaces."""
+
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str, str, str], Entry] = {}
+        self._entries: dict[tuple[str, str, str, str, bool], Entry] = {}
 
     def add(self, results: Iterable[Result]) -> list[str]:
         """Merge results; return one notice per (row, old origin, new origin) replaced.
 
         Each notice names the row, how many results were replaced, from where by what, and
-        the largest change of any metric (or that the values are unchanged).
+        the largest change of any metric (or that the values are unchanged). A result that
+        names its training run (``seed``/``run``) joins the other runs of its row and
+        column (the cell shows their mean) and replaces only the same run.
         """
         replaced: dict[tuple, list[tuple[Result, Result]]] = {}
         for result in results:
             entry = self._entries.get(result.row_key)
             if entry is None:
-                entry = Entry(result.dataset, result.model, result.source, result.protocol_version)
+                entry = Entry(
+                    result.dataset,
+                    result.model,
+                    result.source,
+                    result.protocol_version,
+                    reranked=result.reranked,
+                )
                 self._entries[result.row_key] = entry
-            old = entry.cells.get(result.column)
+            runs = entry.runs.get(result.column) or {}
+            run_id = result.run_id
+            if run_id is not None:
+                old = runs.get(run_id)
+                if old is None and not runs:
+                    old = entry.cells.get(result.column)  # a result that named no run
+                    runs = {}
+            else:
+                old = entry.cells.get(result.column)
+                runs = {}
             if old is not None:
                 key = (result.row_key, _provenance(old), _provenance(result))
                 replaced.setdefault(key, []).append((old, result))
-            entry.cells[result.column] = result
+            if run_id is None:
+                entry.runs.pop(result.column, None)
+                entry.cells[result.column] = result
+            else:
+                runs[run_id] = result
+                entry.runs[result.column] = runs
+                entry.cells[result.column] = (
+                    result if len(runs) == 1 else _mean_result(list(runs.values()))
+                )
         return [_replacement_notice(key, pairs) for key, pairs in replaced.items()]
 
     def datasets(self) -> list[str]:
@@ -209,7 +340,7 @@ class Leaderboard:
 
 
 def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
-    (dataset, model, source, protocol_version), old_from, new_from = key
+    (dataset, model, source, protocol_version, reranked), old_from, new_from = key
     largest: tuple[float, str] | None = None
     for old, new in pairs:
         for metric in CSV_METRICS:
@@ -220,7 +351,8 @@ def _replacement_notice(key: tuple, pairs: list[tuple[Result, Result]]) -> str:
             if delta > 0 and (largest is None or delta > largest[0]):
                 largest = (delta, f"{new.column.key}.{metric} {a:.2f} -> {b:.2f}")
     change = "values unchanged" if largest is None else f"largest change {largest[1]}"
-    row = f"{model!r} ({source}{', protocol ' + protocol_version if protocol_version else ''})"
+    row = f"{model!r} ({source}{', protocol ' + protocol_version if protocol_version else ''}"
+    row += ", re-ranked)" if reranked else ")"
     return (
         f"replaced: {dataset}: {row}: {len(pairs)} result(s) from {old_from} "
         f"by {new_from}; {change}"
@@ -302,11 +434,61 @@ class LeaderboardTable:
             for c in self.columns
         }
 
-    def best(self, column: Column, metric: str, decimals: int = 2) -> float | None:
-        """The best (highest) value of a column rounded to ``decimals``, None when empty."""
-        values = [e.value(column, metric) for e in self.entries]
+    def best(
+        self,
+        column: Column,
+        metric: str,
+        decimals: int = 2,
+        entries: Sequence[Entry] | None = None,
+    ) -> float | None:
+        """The best (highest) value of a column among ``entries`` (default: every row),
+        rounded to ``decimals``; None when empty."""
+        chosen = self.entries if entries is None else entries
+        values = [e.value(column, metric) for e in chosen]
         values = [round(v, decimals) for v in values if not math.isnan(v)]
         return max(values) if values else None
+
+    def sections(self) -> list[tuple[str, list[Entry]]]:
+        """The tables to print, in order: real-data rows, then synthetic-data rows (a
+        section is left out when empty). Each has its own best values."""
+        real = [e for e in self.entries if not e.synthetic]
+        synthetic = [e for e in self.entries if e.synthetic]
+        sections = [("", real)] if real else []
+        if synthetic:
+            sections.append((SYNTHETIC_TITLE, synthetic))
+        return sections
+
+    def best_values(self, metrics: Sequence[str]) -> dict[tuple, float | None]:
+        """The bold threshold per ``(synthetic, reranked, column, metric)``: the best value
+        among the rows of that section and re-ranking (:meth:`peers`)."""
+        best: dict[tuple, float | None] = {}
+        for synthetic, reranked in {(e.synthetic, e.reranked) for e in self.entries}:
+            peers = [e for e in self.entries if (e.synthetic, e.reranked) == (synthetic, reranked)]
+            for column in self.columns:
+                for metric in metrics:
+                    key = (synthetic, reranked, column, metric)
+                    best[key] = self.best(column, metric, entries=peers)
+        return best
+
+    def footnotes(self) -> list[str]:
+        """Marks used in the table and what they mean (only those used)."""
+        notes = []
+        if any(e.reranked for e in self.entries):
+            notes.append(
+                f"{RERANKED_MARK}: re-ranked at test time (k-reciprocal, AIM...); bold only "
+                "against other re-ranked rows"
+            )
+        if any("test" in e.selections for e in self.entries):
+            notes.append(
+                f"{TEST_SELECTION_MARK}: checkpoint chosen on the test set (selection = test): "
+                "the number is optimistic"
+            )
+        if any(e.multi_run for e in self.entries):
+            notes.append(
+                "mean ± half-width of the 95% confidence interval over training runs "
+                "(Student-t below 10 runs, bootstrap from 10); (n runs) after the model"
+            )
+        return notes
 
     def header_lines(self) -> list[str]:
         """What the table shows: protocol version, query modality, trials, toolkit version."""
@@ -380,7 +562,14 @@ def _resolve_unnamed_variants(entries: list[Entry]) -> list[Entry]:
                 column = Column(column.protocol, next(iter(variants)), column.query_modality)
             cells.setdefault(column, cell)
         resolved.append(
-            Entry(entry.dataset, entry.model, entry.source, entry.protocol_version, cells)
+            Entry(
+                entry.dataset,
+                entry.model,
+                entry.source,
+                entry.protocol_version,
+                cells,
+                reranked=entry.reranked,
+            )
         )
     return resolved
 
@@ -450,5 +639,3 @@ def build_table(
         toolkit_version=toolkit_version,
         protocol_version=current_protocol_version(),
     )
-
-

@@ -174,8 +174,14 @@ def write_synth_dump(
     strengths: SynthStrengths = SynthStrengths(),
     float16: bool = True,
     parents: bool = False,
+    model: str | None = None,
+    run: str | None = None,
 ) -> Path:
     """Write a synthetic dump (see :func:`synth_arrays`) and return its path.
+
+    The dump records ``synthetic = True`` and ``seed``; ``model`` defaults to
+    ``synthetic(seed=<seed>)`` (give one name to several seeds to make a group of runs for
+    ``vireid-bench runs``); ``run`` is recorded when given.
 
     Raises:
         ValueError: a bad camera specification or a non-positive size.
@@ -200,11 +206,14 @@ def write_synth_dump(
         modality=arrays["modality"],
         paths=arrays["path"],
         dataset=dataset,
-        model=f"synthetic(seed={seed})",
+        model=model or f"synthetic(seed={seed})",
         description=(
             f"vireid-bench synth: {ids} ids, cameras {cameras}, {per_cam} images per camera, "
             f"dim {dim}, strengths {strengths}"
         ),
         float16=float16,
         parents=parents,
+        seed=seed,
+        run=run,
+        synthetic=True,
     )

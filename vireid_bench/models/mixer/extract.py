@@ -12,7 +12,7 @@ branch) gives ``z_e`` only. Rows follow the indexer's order; ``path``, ``pid``, 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -100,6 +100,32 @@ def extract_features(
     return features
 
 
+def run_metadata(
+    checkpoint: str | Path, state: Mapping[str, object], synthetic: bool
+) -> dict[str, object]:
+    """What a checkpoint says about its run, as ``write_dump`` keywords.
+
+    ``seed`` from the configuration's ``train.seed``; ``run`` the run folder's name
+    (``RUN/checkpoints/last.pt`` -> ``RUN``); ``selection`` the checkpoint's own
+    (``"last"`` for a checkpoint written by a plain training run); ``trained_on`` the
+    dataset and split (RegDB: with its trial); ``synthetic`` when the images were synthetic.
+    """
+    config = state.get("config") or {}
+    seed = (config.get("train") or {}).get("seed") if isinstance(config, Mapping) else None
+    path = Path(checkpoint).resolve()
+    folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    dataset = str(state.get("dataset", ""))
+    trained_on = f"{dataset} train" + (f" trial {state['trial']}" if dataset == "regdb" else "")
+    found: dict[str, object] = {
+        "seed": int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        "run": folder.name or None,
+        "selection": str(state.get("selection", "last")),
+        "trained_on": trained_on if dataset else None,
+        "synthetic": True if synthetic else None,
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def extract(
     checkpoint: str | Path,
     dataset: str,
@@ -113,6 +139,7 @@ def extract(
     float16: bool = False,
     name: str | None = None,
     stream: TextIO | None = sys.stderr,
+    metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Write the feature dump of ``dataset``'s test split; return its path.
 
@@ -122,6 +149,8 @@ def extract(
         float16: store features as float16.
         name: the model's name in the dump's ``model`` attribute, followed by
             ``@<config hash>`` (default: :func:`model_name`).
+        metadata: run metadata overriding what the checkpoint says (:func:`run_metadata`):
+            ``seed``, ``run``, ``selection``, ``trained_on``.
     """
     dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
     model, state = load_checkpoint(checkpoint)
@@ -164,8 +193,10 @@ def extract(
             else ""
         )
     )
+    recorded = {**run_metadata(checkpoint, state, synthetic), **dict(metadata or {})}
     return write_dump(
         out,
+        **recorded,
         features=features,
         pid=frame["pid"].to_numpy(dtype=np.int64),
         cam=frame["cam"].to_numpy(dtype=np.int64),
