@@ -356,3 +356,17 @@ def test_public_api_names_resolve():
     assert vireid_bench.write_dump is write_dump
     for name in ("score", "evaluate", "resolve_presets", "builtin_presets"):
         assert callable(getattr(vireid_bench, name))
+
+
+def test_the_command_line_imports_no_heavy_library():
+    """``vireid-bench --help`` loads click and the package's light modules only."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "numba", "h5py", "pandas", "scipy", "torch", "dask", "matplotlib")
+    code = (
+        "import sys, vireid_bench.cli\n"
+        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -45,7 +45,7 @@ from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
 from vireid_bench.errors import VireidBenchError
-from vireid_bench.synth.dumps import SynthStrengths
+from vireid_bench.synth.defaults import SynthStrengths
 
 if TYPE_CHECKING:
     # lazy: heavy modules load only when the command runs (fast --help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vireid_bench.cli.common import ToolkitCommand
-from vireid_bench.synth.images import LAYOUTS, import_pillow, write_synthetic_dataset
+from vireid_bench.synth.defaults import LAYOUTS
 
 
 def _parse_size(ctx, param, value: str) -> tuple[int, int]:  # noqa: ARG001 - click callback
@@ -63,6 +63,9 @@ def synth_images_command(
     Colour identifies a person only within the visible modality, garment emissivity only
     within the infrared one; body shape, hair, sleeves, bag and pattern geometry are shared.
     """
+    # lazy: numpy and Pillow load only when the command runs (fast --help)
+    from vireid_bench.synth.images import import_pillow, write_synthetic_dataset
+
     import_pillow()
     images = write_synthetic_dataset(
         out_dir,

@@ -21,7 +21,6 @@ infrared queries; cross-modal below uni-modal), with values of the paper's magni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from vireid_bench.errors import DumpError
 from vireid_bench.io import memory
 from vireid_bench.io.dump import INFRARED, MODALITY_CODES, VISIBLE, write_dump
 from vireid_bench.io.dump_open import bytes_text
+from vireid_bench.synth.defaults import DEFAULT_STRENGTHS, SynthStrengths
 
 SYSU_CAMERAS = "1,2,4,5:visible,3,6:infrared"
 BYTES_PER_VALUE = 3 * 8 + 4 + 2
@@ -37,17 +37,6 @@ BYTES_PER_VALUE = 3 * 8 + 4 + 2
 alive at once while the components are summed, the float32 result and its float16 copy."""
 BYTES_PER_IMAGE = 400
 """Bytes per image for the labels and paths (Python lists while they are built)."""
-
-
-@dataclass(frozen=True)
-class SynthStrengths:
-    """Expected norms of the feature components (see the module docstring)."""
-
-    identity: float = 1.0
-    identity_modality: float = 0.75
-    modality: float = 0.6
-    camera: float = 0.5
-    noise: float = 1.8
 
 
 def parse_cameras(spec: str) -> dict[int, int]:
@@ -91,7 +80,7 @@ def synth_arrays(
     per_cam: int,
     dim: int,
     seed: int,
-    strengths: SynthStrengths = SynthStrengths(),
+    strengths: SynthStrengths = DEFAULT_STRENGTHS,
 ) -> dict[str, np.ndarray]:
     """Return ``features`` float32 [N, dim], ``pid``, ``cam``, ``modality`` and ``path``.
 
@@ -171,7 +160,7 @@ def write_synth_dump(
     dim: int = 256,
     seed: int = 0,
     dataset: str = "generic",
-    strengths: SynthStrengths = SynthStrengths(),
+    strengths: SynthStrengths = DEFAULT_STRENGTHS,
     float16: bool = True,
     parents: bool = False,
     model: str | None = None,

@@ -53,16 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from vireid_bench.errors import VireidBenchError
+from vireid_bench.synth.defaults import CAMERAS, LAYOUTS, PILLOW_HINT
 
-LAYOUTS = ("sysu-mm01", "regdb", "llcm")
-PILLOW_HINT = "synth-images needs Pillow: pip install 'vireid-bench[synth]' (or '[model]')"
-
-# Camera ids per layout: (visible cameras, infrared cameras).
-CAMERAS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "sysu-mm01": ((1, 2, 4, 5), (3, 6)),
-    "regdb": ((1,), (2,)),
-    "llcm": ((1, 2, 3), (1, 2, 4)),
-}
 REGDB_TRIALS = 10
 
 

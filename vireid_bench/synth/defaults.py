@@ -1,0 +1,35 @@
+"""The synthetic generators' defaults and layouts: plain data, light to import.
+
+The command line reads these for its option defaults and choices without loading numpy
+(``vireid-bench --help`` stays fast); :mod:`~vireid_bench.synth.dumps` and
+:mod:`~vireid_bench.synth.images` use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SynthStrengths:
+    """Expected norms of the feature components (see the module docstring)."""
+
+    identity: float = 1.0
+    identity_modality: float = 0.75
+    modality: float = 0.6
+    camera: float = 0.5
+    noise: float = 1.8
+
+
+DEFAULT_STRENGTHS = SynthStrengths()
+"""The default component strengths (the demo dump's)."""
+
+LAYOUTS = ("sysu-mm01", "regdb", "llcm")
+PILLOW_HINT = "synth-images needs Pillow: pip install 'vireid-bench[synth]' (or '[model]')"
+
+# Camera ids per layout: (visible cameras, infrared cameras).
+CAMERAS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "sysu-mm01": ((1, 2, 4, 5), (3, 6)),
+    "regdb": ((1,), (2,)),
+    "llcm": ((1, 2, 3), (1, 2, 4)),
+}
