@@ -42,6 +42,7 @@ from vireid_bench.cli.plot import plot_command
 from vireid_bench.cli.reconcile import reconcile_command
 from vireid_bench.cli.runs import runs_command
 from vireid_bench.cli.score_distmat import score_distmat_command
+from vireid_bench.cli.score_extras import ScoreExtras, ranklists_option, top_k_option
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
 from vireid_bench.errors import VireidBenchError
@@ -212,6 +213,8 @@ def cli() -> None:
     "--memory-limit).",
 )
 @allow_external_option
+@ranklists_option
+@top_k_option
 @scheduler_options
 def score_command(
     dumps: tuple[str, ...],
@@ -240,6 +243,8 @@ def score_command(
     memory_limit: str,
     gallery_block: int | None,
     allow_external: bool,
+    ranklists: str | None,
+    top_k: int | None,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -333,6 +338,10 @@ def score_command(
     )
     if chosen.kind == "dask" and rerank != "none":
         raise InputError("--rerank: not available with --scheduler dask yet (score locally)")
+    inputs = [*dumps, *([rand_perm] if rand_perm else [])]
+    extras = ScoreExtras(
+        ranklists, top_k, dumps, inputs, rerank=rerank, scheduler=chosen.kind, parents=parents
+    )
     rows = []
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.engine import kernels
@@ -376,8 +385,8 @@ def score_command(
                     rerank_params=rerank_params,
                     rerank_order=rerank_order,
                 )
+            extras.after(dump, presets, options, factory)
             rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
-    inputs = [*dumps, *([rand_perm] if rand_perm else [])]
     write_output(render(rows, fmt, toolkit_version()), output, inputs, parents=parents)
 
 
@@ -504,6 +513,7 @@ def inspect_command(dump_path: str, allow_external: bool) -> None:
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.io.dump import load_dump
     from vireid_bench.io.inspection import describe_dump, dump_findings
+    from vireid_bench.protocol.canonical import compare_with_manifest
     from vireid_bench.protocol.registry import check_dataset_name
 
     with warnings.catch_warnings():  # load-time warnings are repeated as findings below
@@ -515,6 +525,9 @@ def inspect_command(dump_path: str, allow_external: bool) -> None:
         check_dataset_name(dump.dataset)
     except VireidBenchError as exc:  # a misspelt dataset: every score of this dump fails
         findings.insert(0, f"dataset: {exc}")
+    canonical = compare_with_manifest(dump)
+    if canonical is not None:
+        findings.append(canonical.summary())
     click.echo("")
     if findings:
         click.echo("findings:")

@@ -1,0 +1,375 @@
+"""Rank lists: for each setting, trial and query, the top-k gallery and every true match's rank.
+
+The lists follow the scorer's rules exactly, with no interpretation of their own: the same
+plans (:func:`~vireid_bench.engine.plans.plan_evaluation`), the same distances
+(:mod:`vireid_bench.engine.distances`: normalised or scaled rows, cross- and same-modality
+feature sets, finite-distance check), the same exclusion
+(:func:`vireid_bench.engine.reference.exclusion_mask` with the convention's camera keys) and
+the same order: distance, then position in the pool (a stable sort), so tied images keep
+pool order. The ranks of the true matches are the ranks the kernels turn into AP, INP and
+the CMC first hit (docs/protocols.md, "Metrics"); ``first_hit`` is the CMC first-hit rank
+under the row's CMC convention (identities before the first true match plus one, for
+``identity``).
+
+Memory stays bounded: queries go in blocks (``block_bytes`` of distances), each block's
+records are yielded before the next is computed, and only the pool's feature rows of the
+current split are held. :func:`write_ranklists` writes them as they come, to a JSON Lines
+file (one object per query) or, with pyarrow installed, a Parquet file (one row group per
+block), through :func:`vireid_bench.io.files.atomic_output` (atomic: an error or Ctrl-C
+leaves the previous file as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vireid_bench.engine.distances import (
+    check_distances,
+    distance_block,
+    euclidean_scale,
+    row_reader,
+)
+from vireid_bench.engine.plans import Task, gallery_modality_name, plan_evaluation, split_jobs
+from vireid_bench.engine.reference import exclusion_mask
+from vireid_bench.errors import ProtocolError
+from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
+from vireid_bench.io.files import OutputError, atomic_output
+from vireid_bench.protocol import Preset
+from vireid_bench.protocol.conventions import Convention, EvaluationPlan
+
+DEFAULT_TOP_K = 20
+DEFAULT_BLOCK_BYTES = 64 * 1024**2
+FORMATS = (".jsonl", ".parquet")
+
+Record = dict[str, object]
+
+
+def iter_ranklists(
+    dump: FeatureDump,
+    presets: Sequence[Preset],
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    features: str | None = None,
+    distance: str = "cosine",
+    cmc: str | None = None,
+    trials: int | None = None,
+    query_modalities: Iterable[str] | None = None,
+    convention: Convention | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[list[Record]]:
+    """Yield blocks of rank-list records, setting by setting, trial by trial, query by query.
+
+    Settings that do not apply or have no query are left out (``evaluate`` reports them).
+    Each record: ``protocol``, ``variant``, ``query_modality``, ``gallery_modality``,
+    ``cmc``, ``split``, ``trial``, ``query`` (``row``, ``path`` when the dump has paths,
+    ``pid``, ``cam``, ``modality``), ``gallery_size`` (after exclusion), ``first_hit``
+    (0: no true match), ``match_ranks`` (1-based ranks of every true match) and ``top``
+    (the first ``top_k`` gallery images: ``rank``, ``row``, ``path``, ``pid``, ``cam``,
+    ``modality``, ``distance``, ``match``). ``row`` is the image's row in its dump split.
+
+    Raises:
+        ProtocolError: ``top_k`` below 1; the errors of :func:`plan_evaluation` and of the
+            distances (zero-norm rows under cosine, non-finite distances).
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ProtocolError(f"top_k: expected a positive integer, got {top_k!r}")
+    with warnings.catch_warnings():  # skipped settings: evaluate() warns about them
+        warnings.simplefilter("ignore", UserWarning)
+        setup = plan_evaluation(
+            dump,
+            presets,
+            features=features,
+            distance=distance,
+            cmc=cmc,
+            trials=trials,
+            query_modalities=query_modalities,
+            convention=convention,
+        )
+    context = setup.context
+    # the columns in-process scoring uses: per split, the union of every plan's pool
+    pools = {k: split_jobs(setup.tasks, k)[2] for k in range(len(dump.splits))}
+    galleries = _GalleryCache(dump, context.cross_name, context.same_name, distance, pools)
+    for task in setup.tasks:
+        for plan in task.plans:
+            yield from _plan_records(
+                dump, task, plan, galleries, context.convention, top_k, block_bytes
+            )
+
+
+class _GalleryCache:
+    """The prepared feature rows of the current split's pool (one split held at a time)."""
+
+    def __init__(
+        self,
+        dump: FeatureDump,
+        cross: str,
+        same: str,
+        distance: str,
+        pools: dict[int, np.ndarray],
+    ) -> None:
+        self.dump, self.cross, self.same, self.distance = dump, cross, same, distance
+        self.pools = pools
+        self.key: int | None = None
+        self.value: tuple | None = None
+
+    def get(self, split_index: int):
+        """Return (pool rows, read_cross, read_same, pool_cross, pool_same, sq_cross, sq_same).
+
+        The pool rows are the sorted union of the split's plans' pools.
+        """
+        if self.key == split_index and self.value is not None:
+            return self.value
+        self.value = None
+        split = self.dump.splits[split_index]
+        names = (self.cross, self.same)
+        scale = 0
+        if self.distance == "euclidean":
+            scale = euclidean_scale(self.dump.source, ((n, split.features[n]) for n in names))
+        read_cross = row_reader(
+            self.dump.source, self.cross, split.features[self.cross], self.distance, scale
+        )
+        read_same = read_cross
+        if self.same != self.cross:
+            read_same = row_reader(
+                self.dump.source, self.same, split.features[self.same], self.distance, scale
+            )
+        rows = self.pools[split_index]
+        pool_cross = read_cross(rows)
+        pool_same = pool_cross if read_same is read_cross else read_same(rows)
+        sq_cross = sq_same = None
+        if self.distance == "euclidean":
+            sq_cross = np.einsum("ij,ij->i", pool_cross, pool_cross)
+            sq_same = (
+                sq_cross if pool_same is pool_cross else np.einsum("ij,ij->i", pool_same, pool_same)
+            )
+        self.key = split_index
+        self.value = (rows, read_cross, read_same, pool_cross, pool_same, sq_cross, sq_same)
+        return self.value
+
+
+def _plan_records(
+    dump: FeatureDump,
+    task: Task,
+    plan: EvaluationPlan,
+    galleries: _GalleryCache,
+    convention: Convention,
+    top_k: int,
+    block_bytes: int,
+) -> Iterator[list[Record]]:
+    split = dump.splits[plan.split]
+    pool = plan.pool_idx
+    if plan.query_idx.size == 0:
+        return
+    if pool.size == 0:
+        pool_rows = np.empty(0, dtype=np.int64)
+    else:
+        pool_rows, read_cross, read_same, g_cross, g_same, sq_cross, sq_same = galleries.get(
+            plan.split
+        )
+    # each pool position's column in the prepared (sorted unique) pool rows
+    columns = np.searchsorted(pool_rows, pool)
+    cam_keys = convention.camera_keys(split.cam, task.preset.colocated_cameras)
+    g_pid = split.pid[pool]
+    g_cam = cam_keys[pool]
+    g_mod = split.modality[pool].astype(np.int64)
+    clauses = task.preset.clause_codes()
+    labels = {
+        "protocol": task.preset.name,
+        "variant": task.variant,
+        "query_modality": MODALITY_NAMES[task.query_modality],
+        "gallery_modality": gallery_modality_name(task.preset, task.query_modality),
+        "cmc": task.cmc,
+        "split": int(plan.split),
+        "trial": int(plan.trial),
+    }
+    identity = task.cmc == "identity"
+    describe = _Describer(split)
+    per_query = max(1, pool_rows.size * 4 * (1 if galleries.same == galleries.cross else 3))
+    step = max(1, int(block_bytes // per_query))
+    for start in range(0, plan.query_idx.size, step):
+        queries = plan.query_idx[start : start + step]
+        if pool.size:
+            block_rows = np.unique(queries)
+            label = galleries.cross
+            dist = distance_block(read_cross(block_rows), g_cross, galleries.distance, sq_cross)
+            check_distances(dist, dump.source, label)
+            if g_same is not g_cross:
+                dist_same = distance_block(
+                    read_same(block_rows), g_same, galleries.distance, sq_same
+                )
+                check_distances(dist_same, dump.source, galleries.same)
+                same = split.modality[block_rows][:, None] == split.modality[pool_rows][None, :]
+                np.copyto(dist, dist_same, where=same)
+                del dist_same, same
+            # rows of this block's queries, columns in pool order
+            dist = dist[np.searchsorted(block_rows, queries)][:, columns]
+            excluded = exclusion_mask(
+                split.pid[queries],
+                cam_keys[queries],
+                split.modality[queries].astype(np.int64),
+                queries,
+                g_pid,
+                g_cam,
+                g_mod,
+                pool,
+                clauses,
+            )
+        records = []
+        for i, query in enumerate(queries.tolist()):
+            record = dict(labels)
+            record["query"] = describe.image(query)
+            if pool.size == 0:
+                record.update(gallery_size=0, first_hit=0, match_ranks=[], top=[])
+                records.append(record)
+                continue
+            order = np.argsort(dist[i], kind="stable")
+            ranked = order[~excluded[i, order]]
+            ranked_pid = g_pid[ranked]
+            matches = ranked_pid == split.pid[query]
+            match_ranks = np.flatnonzero(matches) + 1
+            first_hit = 0
+            if match_ranks.size:
+                first_hit = int(match_ranks[0])
+                if identity:
+                    first_hit = int(np.unique(ranked_pid[: first_hit - 1]).size) + 1
+            top = []
+            for rank, position in enumerate(ranked[:top_k].tolist(), start=1):
+                entry = {"rank": rank, **describe.image(int(pool[position]))}
+                entry["distance"] = float(dist[i, position])
+                entry["match"] = bool(matches[rank - 1])
+                top.append(entry)
+            record.update(
+                gallery_size=int(ranked.size),
+                first_hit=first_hit,
+                match_ranks=match_ranks.tolist(),
+                top=top,
+            )
+            records.append(record)
+        yield records
+
+
+class _Describer:
+    """An image's ``row``, ``path`` (when the split has paths), ``pid``, ``cam``, ``modality``."""
+
+    def __init__(self, split) -> None:
+        self.pid = split.pid.tolist()
+        self.cam = split.cam.tolist()
+        self.modality = split.modality.tolist()
+        self.path = None if split.path is None else [str(p) for p in split.path]
+
+    def image(self, row: int) -> dict[str, object]:
+        entry: dict[str, object] = {"row": row}
+        if self.path is not None:
+            entry["path"] = self.path[row]
+        entry["pid"] = self.pid[row]
+        entry["cam"] = self.cam[row]
+        entry["modality"] = MODALITY_NAMES[self.modality[row]]
+        return entry
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def ranklist_format(path: str | os.PathLike) -> str:
+    """Return ``".jsonl"`` or ``".parquet"`` for an output path.
+
+    Raises:
+        OutputError: another suffix, or ``.parquet`` without pyarrow installed.
+    """
+    suffix = Path(os.fspath(path)).suffix.lower()
+    if suffix not in FORMATS:
+        raise OutputError(path, "rank lists are written as .jsonl (or .parquet with pyarrow)")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401  (optional: only for .parquet)
+        except ImportError:
+            raise OutputError(
+                path, ".parquet needs pyarrow (pip install pyarrow); or write .jsonl"
+            ) from None
+    return suffix
+
+
+def write_ranklists(
+    path: str | os.PathLike,
+    blocks: Iterable[list[Record]],
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    parents: bool = False,
+) -> int:
+    """Write record blocks as they come (JSON Lines, or Parquet with pyarrow), atomically.
+
+    Returns the number of records written.
+
+    Raises:
+        OutputError: the output is refused (see :mod:`vireid_bench.io.files`) or cannot be
+            written; the previous file is left as it was.
+    """
+    fmt = ranklist_format(path)
+    count = 0
+    with atomic_output(path, inputs, parents=parents) as (fd, tmp):
+        if fmt == ".jsonl":
+            with open(fd, "w", encoding="utf-8", closefd=False) as handle:
+                for block in blocks:
+                    for record in block:
+                        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    count += len(block)
+        else:
+            count = _write_parquet(tmp, blocks)
+    return count
+
+
+def _write_parquet(tmp: Path, blocks: Iterable[list[Record]]) -> int:
+    """Parquet: one row group per block, the record's nesting kept (structs and lists)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    count = 0
+    try:
+        for block in blocks:
+            if not block:
+                continue
+            table = pa.Table.from_pylist(block, schema=_parquet_schema(pa, block[0]))
+            if writer is None:
+                writer = pq.ParquetWriter(str(tmp), table.schema)
+            writer.write_table(table)
+            count += len(block)
+    finally:
+        if writer is not None:
+            writer.close()
+    return count
+
+
+def _parquet_schema(pa, record: Record):
+    image = [
+        ("row", pa.int64()),
+        *([("path", pa.string())] if "path" in record["query"] else []),  # type: ignore[operator]
+        ("pid", pa.int64()),
+        ("cam", pa.int64()),
+        ("modality", pa.string()),
+    ]
+    top = pa.struct(
+        [("rank", pa.int64()), *image, ("distance", pa.float64()), ("match", pa.bool_())]
+    )
+    return pa.schema(
+        [
+            ("protocol", pa.string()),
+            ("variant", pa.string()),
+            ("query_modality", pa.string()),
+            ("gallery_modality", pa.string()),
+            ("cmc", pa.string()),
+            ("split", pa.int64()),
+            ("trial", pa.int64()),
+            ("query", pa.struct(image)),
+            ("gallery_size", pa.int64()),
+            ("first_hit", pa.int64()),
+            ("match_ranks", pa.list_(pa.int64())),
+            ("top", pa.list_(top)),
+        ]
+    )
