@@ -178,6 +178,7 @@ def test_ties_follow_pool_order(tmp_path, distance):
     assert record["match_ranks"] == [3, 5] and record["first_hit"] == 3
     assert [t["match"] for t in record["top"]] == [False, False, True, False, True]
     assert record["top"][1]["distance"] == record["top"][4]["distance"]
+    assert "path" not in record["query"] and "path" not in record["top"][0]  # none in the dump
     _check_against_scorer(dump, "cross", distance=distance)
 
 
@@ -228,7 +229,7 @@ def test_cli_ranklists_change_no_number(runner, tmp_path):
     scored = evaluate(load_dump(path), resolve_presets("all")).per_query
     assert len(records) == sum(s.plan.query_idx.size for s in scored)
     assert max(len(r["top"]) for r in records) == 3
-    assert all("path" not in r["query"] for r in records)  # synth dumps have no paths
+    assert all("path" in r["query"] and "path" in r["top"][0] for r in records)
 
 
 @pytest.mark.parametrize(
