@@ -349,6 +349,7 @@ def score_command(
 
     note_cold_kernels(kernels, *([rerank_kernels] if rerank != "none" else []))
     with one_line_warnings():
+        extras.warn_canonical(dumps, allow_external)
         if chosen.kind == "dask":
             requests = [
                 ScoreRequest(

@@ -1,8 +1,10 @@
 """What ``score`` does besides the table: the canonical-test-set warning and ``--ranklists``.
 
-Kept out of ``cli/main.py`` so that the score command only gains two options and two calls:
-:class:`ScoreExtras` checks the request before any work, :meth:`ScoreExtras.after` runs
-per dump once it is scored. Neither changes a number of the table.
+Kept out of ``cli/main.py`` so that the score command only gains two options and a few
+calls: :class:`ScoreExtras` checks the request before any work,
+:meth:`ScoreExtras.warn_canonical` warns before scoring (for every scheduler, so local and
+Dask runs print the same lines), :meth:`ScoreExtras.after` writes the rank lists once a
+dump is scored. None of them changes a number of the table.
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ class ScoreExtras:
         ranklist_format(ranklists)
         check_output_path(ranklists, self.inputs, parents=parents)
 
+    def warn_canonical(self, dumps: Sequence[str], allow_external: bool) -> None:
+        """Warn, one line per dump, when a dataset dump is not its canonical test set.
+
+        Called before scoring, for every scheduler alike (only the labels are read).
+        """
+        # lazy: heavy modules load only when the command runs (fast --help)
+        from vireid_bench.io.dump import load_dump
+        from vireid_bench.protocol.canonical import compare_with_manifest
+
+        for path in dumps:
+            with warnings.catch_warnings():  # load-time warnings show when the dump is scored
+                warnings.simplefilter("ignore")
+                dump = load_dump(path, feature_sets=[], lazy=True, allow_external=allow_external)
+            report = compare_with_manifest(dump)
+            if report is not None and not report.canonical:
+                warnings.warn(
+                    f"{os.path.basename(path)}: not the canonical {report.dataset} test set "
+                    f"(numbers unchanged): {'; '.join(report.differences)}",
+                    stacklevel=2,
+                )
+
     def after(
         self,
         dump: FeatureDump,
@@ -83,17 +106,7 @@ class ScoreExtras:
         options: dict[str, object],
         factory: Callable[[FeatureDump], Convention] | None,
     ) -> None:
-        """Warn when the dump is not its dataset's canonical test set; write rank lists."""
-        # lazy: heavy modules load only when the command runs (fast --help)
-        from vireid_bench.protocol.canonical import compare_with_manifest
-
-        report = compare_with_manifest(dump)
-        if report is not None and not report.canonical:
-            warnings.warn(
-                f"{os.path.basename(dump.source)}: not the canonical {report.dataset} test set "
-                f"(numbers unchanged): {'; '.join(report.differences)}",
-                stacklevel=2,
-            )
+        """Write the rank lists of a scored dump (when ``--ranklists`` was given)."""
         if self.ranklists is None:
             return
         # lazy: heavy modules load only when the command runs (fast --help)
