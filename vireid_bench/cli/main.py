@@ -349,7 +349,6 @@ def score_command(
 
     note_cold_kernels(kernels, *([rerank_kernels] if rerank != "none" else []))
     with one_line_warnings():
-        extras.warn_canonical(dumps, allow_external)
         if chosen.kind == "dask":
             requests = [
                 ScoreRequest(
@@ -388,6 +387,7 @@ def score_command(
                 )
             extras.after(dump, presets, options, factory)
             rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
+        extras.warn_canonical(dumps, allow_external)
     write_output(render(rows, fmt, toolkit_version()), output, inputs, parents=parents)
 
 

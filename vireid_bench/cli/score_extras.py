@@ -2,9 +2,10 @@
 
 Kept out of ``cli/main.py`` so that the score command only gains two options and a few
 calls: :class:`ScoreExtras` checks the request before any work,
-:meth:`ScoreExtras.warn_canonical` warns before scoring (for every scheduler, so local and
-Dask runs print the same lines), :meth:`ScoreExtras.after` writes the rank lists once a
-dump is scored. None of them changes a number of the table.
+:meth:`ScoreExtras.warn_canonical` warns once every dump is scored (for every scheduler,
+so local and Dask runs print the same lines, and a failed run only its error),
+:meth:`ScoreExtras.after` writes the rank lists once a dump is scored. None of them
+changes a number of the table.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class ScoreExtras:
     def warn_canonical(self, dumps: Sequence[str], allow_external: bool) -> None:
         """Warn, one line per dump, when a dataset dump is not its canonical test set.
 
-        Called before scoring, for every scheduler alike (only the labels are read).
+        Called after scoring, for every scheduler alike (only the labels are read again).
         """
         # lazy: heavy modules load only when the command runs (fast --help)
         from vireid_bench.io.dump import load_dump
