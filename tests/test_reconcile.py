@@ -79,7 +79,7 @@ def cli_row(command):
     assert words[:2] == ["vireid-bench", "score"]
     result = CliRunner().invoke(cli, [*words[1:], "--format", "json"])
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.output)["results"]
+    (row,) = json.loads(result.stdout)["results"]
     return row
 
 

@@ -78,7 +78,7 @@ def test_regdb_saai_equals_reference(regdb, split, query):  # noqa: F811
         ],
     )
     assert result.exit_code == 0, result.output
-    (cli_row,) = json.loads(result.output)["results"]
+    (cli_row,) = json.loads(result.stdout)["results"]
     assert cli_row["mAP"] == pytest.approx(row["mAP"], abs=1e-9)
 
 
