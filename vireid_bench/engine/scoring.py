@@ -30,6 +30,7 @@ from vireid_bench.engine.distances import (
     prepared_features,
     row_reader,
 )
+from vireid_bench.engine.fused import FusedJob, score_jobs
 from vireid_bench.engine.interrupts import interrupts_restored
 from vireid_bench.engine.kernels import score_queries
 from vireid_bench.engine.plans import (
@@ -686,6 +687,7 @@ def _score_split_in_memory(
 
     matrices = 1 if same is cross else 3
     rows_per_block = max(1, int(block_bytes // max(1, pool_union.size * 4 * matrices)))
+    groups = pool_groups(prepared)
     for start in range(0, query_union.size, rows_per_block):
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
@@ -697,7 +699,13 @@ def _score_split_in_memory(
             same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
             np.copyto(dist, dist_same, where=same_modality)
             del dist_same, same_modality
-        for task, plan, scores, q_pos, g_cols, cam_keys, gallery, clauses in prepared:
+        for members in groups:
+            if len(members) > 1:
+                _score_block_fused(
+                    dist, start, stop, block_idx, split, camera_keys, [prepared[k] for k in members]
+                )
+                continue
+            task, plan, scores, q_pos, g_cols, cam_keys, gallery, clauses = prepared[members[0]]
             selected = np.flatnonzero((q_pos >= start) & (q_pos < stop))
             if selected.size == 0:
                 continue
@@ -718,6 +726,73 @@ def _score_split_in_memory(
                 getattr(scores, key)[selected] = values
         if progress is not None:
             progress(stop - start)
+
+
+def pool_groups(prepared: Sequence[tuple]) -> list[list[int]]:
+    """Group the prepared jobs whose plans share one pool (same images, same order).
+
+    Each group is scored by one fused pass per query row (:mod:`vireid_bench.engine.fused`);
+    a pool that holds an image twice keeps one job per group (the single-setting kernel).
+    """
+    groups: dict[bytes, list[int]] = {}
+    single = []
+    for k, item in enumerate(prepared):
+        pool = item[1].pool_idx
+        if np.unique(pool).size != pool.size:
+            single.append([k])
+            continue
+        groups.setdefault(np.asarray(pool, dtype=np.int64).tobytes(), []).append(k)
+    return list(groups.values()) + single
+
+
+def _score_block_fused(
+    dist: np.ndarray,
+    start: int,
+    stop: int,
+    block_idx: np.ndarray,
+    split,
+    camera_keys: Mapping[bool, np.ndarray],
+    members: Sequence[tuple],
+) -> None:
+    """Score a block's queries of every job of one pool group in one fused pass."""
+    picked = []
+    for task, plan, scores, q_pos, *_ in members:
+        selected = np.flatnonzero((q_pos >= start) & (q_pos < stop))
+        picked.append(selected)
+    rows = np.unique(np.concatenate([members[k][3][sel] for k, sel in enumerate(picked)]))
+    if rows.size == 0:
+        return
+    rows_local = rows - start
+    query_idx = block_idx[rows_local]
+    jobs = [
+        FusedJob(
+            queries=np.searchsorted(rows, member[3][sel]),
+            clauses=member[7],
+            colocated=bool(member[0].preset.colocated_cameras),
+            identity_cmc=member[0].cmc == "identity",
+        )
+        for member, sel in zip(members, picked, strict=True)
+    ]
+    pool = members[0][1].pool_idx
+    outs = score_jobs(
+        dist,
+        q_rows=rows_local.astype(np.int64),
+        q_uid=query_idx,
+        q_pid=split.pid[query_idx],
+        q_cam=camera_keys[False][query_idx],
+        q_cam_colocated=camera_keys[True][query_idx],
+        q_mod=split.modality[query_idx].astype(np.int64),
+        g_cols=members[0][4],
+        g_uid=pool,
+        g_pid=split.pid[pool],
+        g_cam=camera_keys[False][pool],
+        g_cam_colocated=camera_keys[True][pool],
+        g_mod=split.modality[pool].astype(np.int64),
+        jobs=jobs,
+    )
+    for member, sel, out in zip(members, picked, outs, strict=True):
+        for key, values in out.items():
+            getattr(member[2], key)[sel] = values
 
 
 def score(

@@ -1,0 +1,435 @@
+"""The fused kernel: one pass over a query's pool row scores every job that shares the row.
+
+A *job* is one (setting, trial, CMC convention) plan restricted to the queries of a distance
+block; all jobs handed to :func:`score_jobs` share one gallery pool (same images, same pool
+order), so each query's row of distances is read once for all of them. Per query:
+
+1. **Relations once.** Every pool image belongs to a *label group* (its literal camera key,
+   its co-located camera key, its modality); the relation of a group to the query's group
+   is a 3-bit code ``c3`` (bit 2 same camera, bit 1 same co-located camera, bit 0 same
+   modality), read from a small ``groups x groups`` table. Identity is not part of it: the
+   images of the query's identity come from a per-identity index list.
+2. **True matches from the index list.** The candidates (the query's identity in the pool,
+   minus the query itself) are gathered and sorted by ``(distance, pool position)``. Each
+   job's true matches are the candidates its exclusion table keeps (a lookup by
+   ``8 + c3``), already in order; ``cnt[s]`` counts them among the first ``s`` candidates.
+3. **One pass.** Every pool image that precedes the last candidate is placed among the
+   candidates with a branch-free search (``s`` = candidates before it) and counted in a
+   histogram ``hist[c3, s]``. The candidates themselves and the query are then taken out
+   of the histogram (their ``s`` is known), so no identity test runs per image.
+4. **Per job.** ``neg_before[cnt[s]] += hist[c3, s]`` over the codes the job keeps gives
+   the images ranked before each of its true matches; AP, INP and the first-hit rank follow
+   as in :mod:`vireid_bench.engine.kernels`. Gallery sizes come from per-group totals. For
+   the identity CMC convention the images before the job's first true match are recorded
+   (identity, code, ``s``) during the pass and their distinct identities counted per job.
+
+Ties are broken by pool position everywhere, so every count equals the single-setting
+kernel's (and the brute force's, docs/protocols.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from vireid_bench.engine.kernels import empty_query_scores, exclusion_table
+
+_CHUNK = 16
+_LINEAR_MAX = 32
+_INSERTION_SORT_MAX = 32
+
+
+@dataclass(frozen=True)
+class FusedJob:
+    """One plan's share of a block: which queries, which rule, which CMC convention.
+
+    Attributes:
+        queries: int [m] positions in :func:`score_jobs`' query arrays, in output order.
+        clauses: int8 [c, 3] exclusion clauses (codes of
+            :func:`vireid_bench.engine.kernels.exclusion_table`).
+        colocated: compare cameras by the co-located keys instead of the literal ones.
+        identity_cmc: first-hit rank among identities instead of images.
+    """
+
+    queries: np.ndarray
+    clauses: np.ndarray
+    colocated: bool
+    identity_cmc: bool
+
+
+@njit(cache=True)
+def _before(cd, cj, n, d, j):
+    """How many of the sorted keys ``(cd[:n], cj[:n])`` precede ``(d, j)``; no branch per key."""
+    if n <= _LINEAR_MAX:
+        s = 0
+        for t in range(n):
+            s += (cd[t] < d) | ((cd[t] == d) & (cj[t] < j))
+        return s
+    lo = 0
+    width = n
+    while width > 1:
+        half = width >> 1
+        t = lo + half - 1
+        less = (cd[t] < d) | ((cd[t] == d) & (cj[t] < j))
+        lo = lo + half if less else lo
+        width -= half
+    return lo + ((cd[lo] < d) | ((cd[lo] == d) & (cj[lo] < j)))
+
+
+@njit(cache=True)
+def _sort_candidates(cd, cj, cc, n):
+    """Sort the first ``n`` candidates by (distance, pool position); they arrive by position."""
+    if n <= _INSERTION_SORT_MAX:
+        for a in range(1, n):
+            d_a = cd[a]
+            j_a = cj[a]
+            c_a = cc[a]
+            b = a - 1
+            while b >= 0 and cd[b] > d_a:
+                cd[b + 1] = cd[b]
+                cj[b + 1] = cj[b]
+                cc[b + 1] = cc[b]
+                b -= 1
+            cd[b + 1] = d_a
+            cj[b + 1] = j_a
+            cc[b + 1] = c_a
+        return
+    order = np.argsort(cd[:n], kind="mergesort")
+    d_sorted = cd[:n][order]
+    j_sorted = cj[:n][order]
+    c_sorted = cc[:n][order]
+    cd[:n] = d_sorted
+    cj[:n] = j_sorted
+    cc[:n] = c_sorted
+
+
+@njit(cache=True, parallel=True)
+def _score_fused(
+    dist,
+    q_rows,
+    q_pid,
+    q_group,
+    q_self,
+    e_ptr,
+    e_job,
+    g_cols,
+    contiguous,
+    g_group,
+    g_pid,
+    pid_ptr,
+    pid_pos,
+    excluded,
+    identity,
+    relation,
+    totals,
+    max_list,
+    n_ids,
+    first_rank,
+    ap,
+    inp,
+    n_pos,
+    n_gallery,
+):
+    n_queries = q_rows.shape[0]
+    n_pool = g_cols.shape[0]
+    n_jobs = excluded.shape[0]
+    n_chunks = (n_queries + _CHUNK - 1) // _CHUNK
+    width = max_list + 1
+    for chunk in prange(n_chunks):
+        cd = np.empty(width, dtype=dist.dtype)
+        cj = np.empty(width, dtype=np.int64)
+        cc = np.empty(width, dtype=np.uint8)
+        hist = np.empty(8 * width, dtype=np.int64)
+        cnt = np.empty((n_jobs, width), dtype=np.int32)
+        first = np.empty(n_jobs, dtype=np.int64)
+        neg_before = np.empty(width, dtype=np.int64)
+        same_c3 = np.empty(8, dtype=np.int64)
+        rec_pid = np.empty(n_pool, dtype=np.int32)
+        rec_c3 = np.empty(n_pool, dtype=np.uint8)
+        rec_s = np.empty(n_pool, dtype=np.int32)
+        stamp = np.full(n_ids, -1, dtype=np.int64)
+        stamp_next = 0
+        start = chunk * _CHUNK
+        stop = min(start + _CHUNK, n_queries)
+        for i in range(start, stop):
+            row = dist[q_rows[i]]
+            p = q_pid[i]
+            me = q_self[i]
+            rel = relation[q_group[i]]
+            # candidates: the query's identity in the pool, minus the query
+            same_c3[:] = 0
+            n_cand = 0
+            if p >= 0:
+                for t in range(pid_ptr[p], pid_ptr[p + 1]):
+                    j = pid_pos[t]
+                    c3 = rel[g_group[j]]
+                    same_c3[c3] += 1
+                    if j == me:
+                        continue
+                    cd[n_cand] = row[g_cols[j]]
+                    cj[n_cand] = j
+                    cc[n_cand] = c3
+                    n_cand += 1
+            _sort_candidates(cd, cj, cc, n_cand)
+            # per job: its true matches among the candidates, gallery size
+            any_pos = False
+            need_records = False
+            first_max = -1
+            for e in range(e_ptr[i], e_ptr[i + 1]):
+                k = e_job[e]
+                local = e - e_ptr[i]
+                kept = 0
+                first[local] = -1
+                cnt[local, 0] = 0
+                for t in range(n_cand):
+                    keep = not excluded[k, 8 + cc[t]]
+                    if keep and kept == 0:
+                        first[local] = t
+                    kept += keep
+                    cnt[local, t + 1] = kept
+                others = 0
+                for c3 in range(8):
+                    if not excluded[k, c3]:
+                        others += totals[q_group[i], c3] - same_c3[c3]
+                n_pos[e] = kept
+                n_gallery[e] = kept + others
+                if kept > 0:
+                    any_pos = True
+                    if identity[k]:
+                        need_records = True
+                        first_max = max(first_max, first[local])
+            if not any_pos:
+                continue
+            # the pass: place every image before the last candidate among the candidates
+            for t in range(8 * n_cand):
+                hist[t] = 0
+            last_d = cd[n_cand - 1]
+            last_j = cj[n_cand - 1]
+            n_rec = 0
+            for j in range(n_pool):
+                d = row[j] if contiguous else row[g_cols[j]]
+                if d > last_d or (d == last_d and j >= last_j):
+                    continue
+                s = _before(cd, cj, n_cand, d, j)
+                c3 = rel[g_group[j]]
+                hist[c3 * n_cand + s] += 1
+                if need_records and s <= first_max:
+                    rec_pid[n_rec] = g_pid[j]
+                    rec_c3[n_rec] = c3
+                    rec_s[n_rec] = s
+                    n_rec += 1
+            # the candidates before the last one, and the query, are no negatives
+            for t in range(n_cand - 1):
+                hist[cc[t] * n_cand + t] -= 1
+            if me >= 0:
+                d_me = row[g_cols[me]]
+                if d_me < last_d or (d_me == last_d and me < last_j):
+                    s = _before(cd, cj, n_cand, d_me, me)
+                    hist[rel[g_group[me]] * n_cand + s] -= 1
+            for e in range(e_ptr[i], e_ptr[i + 1]):
+                k = e_job[e]
+                local = e - e_ptr[i]
+                kept = n_pos[e]
+                if kept == 0:
+                    continue
+                for t in range(kept + 1):
+                    neg_before[t] = 0
+                for c3 in range(8):
+                    if excluded[k, c3]:
+                        continue
+                    base = c3 * n_cand
+                    for s in range(n_cand):
+                        neg_before[cnt[local, s]] += hist[base + s]
+                total = 0.0
+                negatives = 0
+                rank = 0
+                rank_one = 0
+                for t in range(kept):
+                    negatives += neg_before[t]
+                    rank = t + 1 + negatives
+                    if t == 0:
+                        rank_one = rank
+                    total += (t + 1) / rank
+                total /= kept
+                ap[e] = total
+                inp[e] = kept / rank
+                if identity[k]:
+                    stamp_next += 1
+                    distinct = 0
+                    f = first[local]
+                    for r in range(n_rec):
+                        if rec_s[r] > f or excluded[k, rec_c3[r]]:
+                            continue
+                        pid = rec_pid[r]
+                        if pid == p or stamp[pid] == stamp_next:
+                            continue
+                        stamp[pid] = stamp_next
+                        distinct += 1
+                    rank_one = distinct + 1
+                first_rank[e] = rank_one
+
+
+def job_tables(jobs: Sequence[FusedJob]) -> np.ndarray:
+    """bool [jobs, 16]: whether a job excludes an image, by ``8 * same_identity + c3``."""
+    tables = np.zeros((len(jobs), 16), dtype=np.bool_)
+    for k, job in enumerate(jobs):
+        base = exclusion_table(np.asarray(job.clauses).reshape(-1, 3))
+        bit = 1 if job.colocated else 2
+        for same_id in (0, 1):
+            for c3 in range(8):
+                same_cam = (c3 >> bit) & 1
+                tables[k, 8 * same_id + c3] = base[4 * same_cam + 2 * same_id + (c3 & 1)]
+    return tables
+
+
+def score_jobs(
+    dist: np.ndarray,
+    q_rows: np.ndarray,
+    q_uid: np.ndarray,
+    q_pid: np.ndarray,
+    q_cam: np.ndarray,
+    q_cam_colocated: np.ndarray,
+    q_mod: np.ndarray,
+    g_cols: np.ndarray,
+    g_uid: np.ndarray,
+    g_pid: np.ndarray,
+    g_cam: np.ndarray,
+    g_cam_colocated: np.ndarray,
+    g_mod: np.ndarray,
+    jobs: Sequence[FusedJob],
+) -> list[dict[str, np.ndarray]]:
+    """Score every job against one pool in one pass per query row.
+
+    The arrays mean what they mean for :func:`vireid_bench.engine.kernels.score_queries`;
+    ``q_cam_colocated`` / ``g_cam_colocated`` are the camera keys with co-located cameras
+    merged (used by jobs with ``colocated``). Pool image ids ``g_uid`` must be distinct.
+
+    Returns:
+        Per job, the outputs of :func:`~vireid_bench.engine.kernels.score_queries` for its
+        ``queries``, in that order.
+    """
+    m = int(q_rows.shape[0])
+    n = int(g_cols.shape[0])
+    for name, array, size in (
+        ("q_uid", q_uid, m), ("q_pid", q_pid, m), ("q_cam", q_cam, m),
+        ("q_cam_colocated", q_cam_colocated, m), ("q_mod", q_mod, m),
+        ("g_uid", g_uid, n), ("g_pid", g_pid, n), ("g_cam", g_cam, n),
+        ("g_cam_colocated", g_cam_colocated, n), ("g_mod", g_mod, n),
+    ):  # fmt: skip
+        if np.shape(array) != (size,):
+            raise ValueError(f"{name}: expected shape ({size},), got {np.shape(array)}")
+    if dist.ndim != 2:
+        raise ValueError(f"dist: expected a 2-D array, got shape {dist.shape}")
+    if m and (q_rows.min() < 0 or q_rows.max() >= dist.shape[0]):
+        raise ValueError("q_rows: index outside dist's rows")
+    if n and (g_cols.min() < 0 or g_cols.max() >= dist.shape[1]):
+        raise ValueError("g_cols: index outside dist's columns")
+    if np.unique(g_uid).size != n:
+        raise ValueError("g_uid: pool image ids must be distinct")
+    outs = [empty_query_scores(int(np.size(job.queries))) for job in jobs]
+    entries = [np.asarray(job.queries, dtype=np.int64).reshape(-1) for job in jobs]
+    for k, queries in enumerate(entries):
+        if queries.size and (queries.min() < 0 or queries.max() >= m):
+            raise ValueError(f"job {k}: query position outside the query arrays")
+    if m == 0 or not jobs or sum(q.size for q in entries) == 0:
+        return outs
+
+    # label groups (literal camera, co-located camera, modality) and their relation codes
+    labels = np.stack(
+        [
+            np.concatenate([np.asarray(q_cam, np.int64), np.asarray(g_cam, np.int64)]),
+            np.concatenate(
+                [np.asarray(q_cam_colocated, np.int64), np.asarray(g_cam_colocated, np.int64)]
+            ),
+            np.concatenate([np.asarray(q_mod, np.int64), np.asarray(g_mod, np.int64)]),
+        ],
+        axis=1,
+    )
+    kinds, group = np.unique(labels, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    equal = kinds[:, None, :] == kinds[None, :, :]
+    relation = (4 * equal[..., 0] + 2 * equal[..., 1] + equal[..., 2]).astype(np.uint8)
+    q_group = group[:m].astype(np.int64)
+    g_group = group[m:].astype(np.int32)
+    per_group = np.bincount(g_group, minlength=kinds.shape[0])
+    totals = np.zeros((kinds.shape[0], 8), dtype=np.int64)
+    for a in range(kinds.shape[0]):
+        np.add.at(totals[a], relation[a], per_group)
+
+    # dense identities and per-identity lists of pool positions (in pool order)
+    ids, dense = np.unique(
+        np.concatenate([np.asarray(q_pid, np.int64), np.asarray(g_pid, np.int64)]),
+        return_inverse=True,
+    )
+    dense = dense.reshape(-1).astype(np.int32)
+    q_dense, g_dense = dense[:m].astype(np.int64), dense[m:]
+    order = np.argsort(g_dense, kind="stable")
+    pid_ptr = np.zeros(ids.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(g_dense, minlength=ids.size), out=pid_ptr[1:])
+    pid_pos = order.astype(np.int64)
+    max_list = int(np.diff(pid_ptr).max(initial=0))
+
+    # the query's own pool position (-1 when it is not in the pool)
+    by_uid = np.argsort(g_uid, kind="stable")
+    sorted_uid = np.asarray(g_uid)[by_uid]
+    at = np.clip(np.searchsorted(sorted_uid, q_uid), 0, max(n - 1, 0))
+    q_self = np.full(m, -1, dtype=np.int64)
+    if n:
+        found = sorted_uid[at] == np.asarray(q_uid)
+        q_self[found] = by_uid[at[found]]
+
+    # entries: (query, job) pairs grouped by query
+    e_query = np.concatenate(entries)
+    e_job_all = np.concatenate([np.full(q.size, k, dtype=np.int64) for k, q in enumerate(entries)])
+    by_query = np.argsort(e_query, kind="stable")
+    e_job = e_job_all[by_query]
+    e_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(e_query, minlength=m), out=e_ptr[1:])
+    size = e_query.size
+    first_rank = np.zeros(size, dtype=np.int64)
+    ap = np.full(size, np.nan)
+    inp = np.full(size, np.nan)
+    n_pos = np.zeros(size, dtype=np.int64)
+    n_gallery = np.zeros(size, dtype=np.int64)
+    g_cols = np.ascontiguousarray(g_cols, dtype=np.int64)
+    contiguous = bool(n == dist.shape[1] and np.array_equal(g_cols, np.arange(n)))
+    _score_fused(
+        dist,
+        np.ascontiguousarray(q_rows, dtype=np.int64),
+        q_dense,
+        q_group,
+        q_self,
+        e_ptr,
+        e_job,
+        g_cols,
+        contiguous,
+        g_group,
+        g_dense,
+        pid_ptr,
+        pid_pos,
+        job_tables(jobs),
+        np.array([bool(job.identity_cmc) for job in jobs], dtype=np.bool_),
+        relation,
+        totals,
+        max_list,
+        int(ids.size),
+        first_rank,
+        ap,
+        inp,
+        n_pos,
+        n_gallery,
+    )
+    back = np.empty(size, dtype=np.int64)
+    back[by_query] = np.arange(size)
+    offsets = np.concatenate([[0], np.cumsum([q.size for q in entries])])
+    for k, out in enumerate(outs):
+        mine = back[offsets[k] : offsets[k + 1]]
+        out["first_rank"][:] = first_rank[mine]
+        out["ap"][:] = ap[mine]
+        out["inp"][:] = inp[mine]
+        out["n_pos"][:] = n_pos[mine]
+        out["n_gallery"][:] = n_gallery[mine]
+    return outs
