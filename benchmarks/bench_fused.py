@@ -70,7 +70,8 @@ def kernel_inputs(path: str):
         setup = plan_evaluation(dump, resolve_presets("all"), cmc="image")
     split = dump.splits[0]
     rows = np.arange(split.n_images)
-    cross, _ = prepared_features(path, split, ("default", "default"), "cosine", rows)
+    name = dump.cross_features
+    cross, _ = prepared_features(path, split, (name, name), "cosine", rows)
     return setup, split, cross
 
 
@@ -127,7 +128,7 @@ def agw_numpy(path: str) -> tuple[float, dict[tuple[str, str], float]]:
     start = time.perf_counter()
     dump = load_dump(path)
     split = dump.splits[0]
-    feats = split.features["default"].astype(np.float32)
+    feats = split.features[dump.cross_features].astype(np.float32)
     feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     pid, cam, mod = split.pid, split.cam, split.modality.astype(np.int64)
     maps = {}

@@ -62,21 +62,28 @@ class FusedJob:
 
 @njit(cache=True)
 def _before(cd, cj, n, d, j):
-    """How many of the sorted keys ``(cd[:n], cj[:n])`` precede ``(d, j)``; no branch per key."""
+    """How many of the sorted keys ``(cd[:n], cj[:n])`` precede ``(d, j)``.
+
+    The distances alone first, without a branch per key (a vectorised count up to
+    :data:`_LINEAR_MAX` keys, a branch-free binary search beyond), then the keys of equal
+    distance, which sit right after them and precede ``(d, j)`` when their position is
+    smaller (a loop that runs only on ties).
+    """
     if n <= _LINEAR_MAX:
         s = 0
         for t in range(n):
-            s += (cd[t] < d) | ((cd[t] == d) & (cj[t] < j))
-        return s
-    lo = 0
-    width = n
-    while width > 1:
-        half = width >> 1
-        t = lo + half - 1
-        less = (cd[t] < d) | ((cd[t] == d) & (cj[t] < j))
-        lo = lo + half if less else lo
-        width -= half
-    return lo + ((cd[lo] < d) | ((cd[lo] == d) & (cj[lo] < j)))
+            s += np.int32(cd[t] < d)
+    else:
+        lo = 0
+        width = n
+        while width > 1:
+            half = width >> 1
+            lo = lo + half if cd[lo + half - 1] < d else lo
+            width -= half
+        s = lo + np.int32(cd[lo] < d)
+    while s < n and cd[s] == d and cj[s] < j:
+        s += 1
+    return s
 
 
 @njit(cache=True)
@@ -140,7 +147,8 @@ def _score_fused(
     width = max_list + 1
     for chunk in prange(n_chunks):
         cd = np.empty(width, dtype=dist.dtype)
-        cj = np.empty(width, dtype=np.int64)
+        cj = np.empty(width, dtype=np.int32)
+        near = np.empty(n_pool, dtype=np.int32)
         cc = np.empty(width, dtype=np.uint8)
         hist = np.empty(8 * width, dtype=np.int64)
         cnt = np.empty((n_jobs, width), dtype=np.int32)
@@ -209,10 +217,21 @@ def _score_fused(
             last_d = cd[n_cand - 1]
             last_j = cj[n_cand - 1]
             n_rec = 0
-            for j in range(n_pool):
+            # the images before the last candidate, gathered without a branch per image
+            n_near = 0
+            if contiguous:
+                for j in range(n_pool):
+                    d = row[j]
+                    near[n_near] = j
+                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
+            else:
+                for j in range(n_pool):
+                    d = row[g_cols[j]]
+                    near[n_near] = j
+                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
+            for x in range(n_near):
+                j = near[x]
                 d = row[j] if contiguous else row[g_cols[j]]
-                if d > last_d or (d == last_d and j >= last_j):
-                    continue
                 s = _before(cd, cj, n_cand, d, j)
                 c3 = rel[g_group[j]]
                 hist[c3 * n_cand + s] += 1

@@ -699,8 +699,8 @@ def _score_split_in_memory(
             same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
             np.copyto(dist, dist_same, where=same_modality)
             del dist_same, same_modality
-        for members in groups:
-            if len(members) > 1:
+        for members, fused in groups:
+            if fused:
                 _score_block_fused(
                     dist, start, stop, block_idx, split, camera_keys, [prepared[k] for k in members]
                 )
@@ -728,21 +728,23 @@ def _score_split_in_memory(
             progress(stop - start)
 
 
-def pool_groups(prepared: Sequence[tuple]) -> list[list[int]]:
+def pool_groups(prepared: Sequence[tuple]) -> list[tuple[list[int], bool]]:
     """Group the prepared jobs whose plans share one pool (same images, same order).
 
-    Each group is scored by one fused pass per query row (:mod:`vireid_bench.engine.fused`);
-    a pool that holds an image twice keeps one job per group (the single-setting kernel).
+    Returns (members, fused) pairs. Each group is scored by one fused pass per query row
+    (:mod:`vireid_bench.engine.fused`, also the faster kernel for a single setting); a pool
+    that holds an image twice keeps one job per group, scored by the single-setting kernel
+    (:func:`~vireid_bench.engine.kernels.score_queries`).
     """
     groups: dict[bytes, list[int]] = {}
     single = []
     for k, item in enumerate(prepared):
         pool = item[1].pool_idx
         if np.unique(pool).size != pool.size:
-            single.append([k])
+            single.append(([k], False))
             continue
         groups.setdefault(np.asarray(pool, dtype=np.int64).tobytes(), []).append(k)
-    return list(groups.values()) + single
+    return [(members, True) for members in groups.values()] + single
 
 
 def _score_block_fused(
@@ -755,10 +757,7 @@ def _score_block_fused(
     members: Sequence[tuple],
 ) -> None:
     """Score a block's queries of every job of one pool group in one fused pass."""
-    picked = []
-    for task, plan, scores, q_pos, *_ in members:
-        selected = np.flatnonzero((q_pos >= start) & (q_pos < stop))
-        picked.append(selected)
+    picked = [np.flatnonzero((member[3] >= start) & (member[3] < stop)) for member in members]
     rows = np.unique(np.concatenate([members[k][3][sel] for k, sel in enumerate(picked)]))
     if rows.size == 0:
         return
