@@ -177,7 +177,7 @@ def integer_dump(path, seed, n=40, ids=5):
     def arrays():
         pid = rng.integers(0, ids, n)
         cam = rng.integers(1, 5, n)
-        feats = rng.integers(-2, 3, size=(n, 4)).astype(np.float32)
+        feats = rng.integers(1, 4, size=(n, 4)).astype(np.float32) * rng.choice([-1, 1], 4)
         return pid, cam, (cam >= 3).astype(np.uint8), feats
 
     pid, cam, modality, feats = arrays()

@@ -205,6 +205,13 @@ def cli() -> None:
     help="k-reciprocal only: weight of the original distance, final = (1-lambda) * "
     "Jaccard + lambda * original (default 0.3).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "auto"]),
+    help="Score with torch on this device (auto: cuda when available); same numbers as the "
+    "default Numba path. Needs torch.",
+)
+@click.option("--tf32", is_flag=True, help="With --device cuda: allow TF32 matmuls (faster).")
 @memory_limit_option
 @click.option(
     "--gallery-block",
@@ -240,6 +247,8 @@ def score_command(
     rerank_k1: int | None,
     rerank_k2: int | None,
     rerank_lambda: float | None,
+    device: str | None,
+    tf32: bool,
     memory_limit: str,
     gallery_block: int | None,
     allow_external: bool,
@@ -315,6 +324,10 @@ def score_command(
         "query_modalities": modalities,
         "strict": strict,
     }
+    if device is not None:
+        if scheduler != "local":
+            raise InputError("--device: not available with --scheduler dask yet")
+        options.update(device=device, tf32=tf32)
     factory = None
     if sysu_options:
         factory = partial(_sysu_convention, sysu_options)
@@ -369,7 +382,7 @@ def score_command(
         for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
             declared = declared_feature_bytes(path, wanted, allow_external=allow_external)
-            lazy = rerank == "none" and declared > limit // 2
+            lazy = rerank == "none" and device is None and declared > limit // 2
             dump = load_dump(path, feature_sets=wanted, lazy=lazy, allow_external=allow_external)
             total = sum(split.n_images for split in dump.splits)
             with progress_bar(total, f"scoring {os.path.basename(path)}") as progress:

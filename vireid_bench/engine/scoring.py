@@ -52,6 +52,7 @@ from vireid_bench.engine.plans import (
     split_jobs,
 )
 from vireid_bench.engine.streaming import StreamJob, score_streamed
+from vireid_bench.engine.torch_backend import resolve_device, score_tasks_torch
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import FeatureDump, declared_feature_bytes, load_dump
 from vireid_bench.io.memory import parse_memory_limit
@@ -302,6 +303,8 @@ def evaluate(
     rerank_params: Mapping[str, object] | None = None,
     query_modality: str | None = None,
     rerank_order: str = "exclusion-first",
+    device: str | None = None,
+    tf32: bool = False,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -337,6 +340,10 @@ def evaluate(
         rerank_order: ``"exclusion-first"`` (default: each query re-ranked against its
             gallery after exclusion) or ``"community"`` (against the whole sampled pool,
             excluded images removed afterwards, as SAAI's AIM and MPANet's k-reciprocal).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` to score with torch on that device
+            (:mod:`vireid_bench.engine.torch_backend`; same per-query outputs); None (the
+            default) scores with Numba. Needs torch and the features in memory.
+        tf32: with a CUDA device, allow TF32 matmuls (faster, not exact float32).
 
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
@@ -351,6 +358,10 @@ def evaluate(
         rerank_scoring.check_order(rerank_order)
         if rerank_order != "exclusion-first" and not rerank:
             raise ProtocolError(f"rerank_order={rerank_order!r} needs rerank=")
+        if device is not None:
+            resolve_device(device)  # no torch, no CUDA: one line before any work
+            if rerank:
+                raise ProtocolError("--device: not available with --rerank yet")
         if rerank:
             rerank_params = rerank_scoring.validate(rerank, rerank_params, distance)
             if any(not isinstance(f, np.ndarray) for s in dump.splits for f in s.features.values()):
@@ -390,6 +401,15 @@ def evaluate(
             evaluation = aggregate(setup)
             rerank_scoring.label_rows(evaluation.rows, rerank, rerank_params, rerank_order)
             return evaluation
+        if device is not None:
+            for split_index in range(len(dump.splits)):
+                counted = SplitProgress(progress, dump.splits[split_index].n_images)
+                score_tasks_torch(
+                    dump, setup.tasks, setup.context, device=device, tf32=tf32,
+                    block_bytes=block_bytes, progress=counted, splits=[split_index],
+                )  # fmt: skip
+                counted.finish()
+            return aggregate(setup)
         score_tasks(
             dump,
             setup.tasks,
