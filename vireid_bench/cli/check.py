@@ -73,7 +73,7 @@ def check_command(
     cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
-    from vireid_bench.engine import kernels
+    from vireid_bench.engine import fused as kernels  # the kernel every in-memory plan runs
     from vireid_bench.io.files import OutputError
     from vireid_bench.results import check as chk
 

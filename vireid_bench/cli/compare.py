@@ -165,7 +165,7 @@ def compare_command(
     the settings, for each metric separately.
     """
     # lazy: heavy modules load only when the command runs (fast --help)
-    from vireid_bench.engine import kernels
+    from vireid_bench.engine import fused as kernels  # the kernel every in-memory plan runs
     from vireid_bench.engine.scoring import evaluate
     from vireid_bench.io.dump import load_dump
     from vireid_bench.protocol import resolve_presets

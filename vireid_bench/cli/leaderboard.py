@@ -109,7 +109,7 @@ def leaderboard_command(
     With '--scheduler dask' every dump is scored at once on a Dask cluster (docs/scale.md).
     """
     # lazy: heavy modules load only when the command runs (fast --help)
-    from vireid_bench.engine import kernels
+    from vireid_bench.engine import fused as kernels  # the kernel every in-memory plan runs
     from vireid_bench.io.files import OutputError
     from vireid_bench.results import leaderboard as lb
     from vireid_bench.results.reported import reported_datasets

@@ -357,7 +357,7 @@ def score_command(
     )
     rows = []
     # lazy: heavy modules load only when the command runs (fast --help)
-    from vireid_bench.engine import kernels
+    from vireid_bench.engine import fused as kernels  # the kernel every in-memory plan runs
     from vireid_bench.engine import rerank as rerank_kernels
 
     note_cold_kernels(kernels, *([rerank_kernels] if rerank != "none" else []))
