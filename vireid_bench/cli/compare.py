@@ -16,7 +16,13 @@ from vireid_bench.cli.common import (
     toolkit_version,
     write_output,
 )
-from vireid_bench.cli.options import allow_external_option, parents_option, split_list
+from vireid_bench.cli.options import (
+    allow_external_option,
+    parents_option,
+    query_modality_option,
+    split_list,
+    trials_option,
+)
 
 
 def _compare_rows_as_dicts(rows, confidence: float) -> list[dict[str, object]]:
@@ -100,12 +106,7 @@ def _render_compare(rows, fmt: str, confidence: float, title: str, version: str)
     show_default=True,
     help="Comma list of per-query metrics: mAP (per-query AP), R1 (rank-1 hit).",
 )
-@click.option(
-    "--query-modality",
-    type=click.Choice(["infrared", "visible", "both"]),
-    default="both",
-    show_default=True,
-)
+@query_modality_option
 @click.option(
     "--permutations",
     type=click.IntRange(min=1),
@@ -128,7 +129,7 @@ def _render_compare(rows, fmt: str, confidence: float, title: str, version: str)
     show_default=True,
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--trials", type=click.IntRange(min=1), help="Use only the first N trials.")
+@trials_option
 @click.option(
     "-f",
     "--format",

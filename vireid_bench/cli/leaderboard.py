@@ -18,6 +18,7 @@ from vireid_bench.cli.options import (
     memory_options,
     parents_option,
     scheduler_options,
+    trials_option,
 )
 from vireid_bench.engine.scheduler import scheduler_from_options
 
@@ -75,7 +76,7 @@ from vireid_bench.engine.scheduler import scheduler_from_options
     show_default=True,
     help="Settings to score feature dumps under (result files are taken as they are).",
 )
-@click.option("--trials", type=click.IntRange(min=1), help="Score only the first N trials.")
+@trials_option
 @parents_option
 @memory_limit_option
 @scheduler_options

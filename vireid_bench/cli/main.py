@@ -36,7 +36,9 @@ from vireid_bench.cli.options import (
     allow_external_option,
     memory_limit_option,
     parents_option,
+    query_modality_option,
     scheduler_options,
+    trials_option,
 )
 from vireid_bench.cli.plot import plot_command
 from vireid_bench.cli.reconcile import reconcile_command
@@ -117,14 +119,8 @@ def cli() -> None:
     help="Override the CMC convention: rank among gallery images, or among identities "
     "(each represented by its closest image; SYSU-MM01/AGW).",
 )
-@click.option("--trials", type=click.IntRange(min=1), help="Evaluate only the first N trials.")
-@click.option(
-    "--query-modality",
-    type=click.Choice(["infrared", "visible", "both"]),
-    default="both",
-    show_default=True,
-    help="Report only queries of this modality.",
-)
+@trials_option
+@query_modality_option
 @click.option(
     "--sampler",
     type=click.Choice(["agw", "official"]),

@@ -22,9 +22,9 @@ from vireid_bench.io.memory import MEMORY_LIMIT_HELP, parse_memory_limit
 
 def memory_limit_option(command):
     """Add ``--memory-limit`` (default ``50%``) to a click command, as ``memory_limit``."""
-    return click.option(
-        "--memory-limit", default="50%", show_default=True, help=MEMORY_LIMIT_HELP
-    )(command)
+    return click.option("--memory-limit", default="50%", show_default=True, help=MEMORY_LIMIT_HELP)(
+        command
+    )
 
 
 def parents_option(command):
@@ -110,4 +110,22 @@ def allow_external_option(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Follow external links, virtual datasets and external raw data inside dumps "
         "(refused by default: the numbers would depend on files the dump's SHA-256 does not "
         "cover). With it, the recorded SHA-256 covers every file read (docs/robustness.md).",
+    )(command)
+
+
+def query_modality_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--query-modality infrared|visible|both`` (default both), as ``query_modality``."""
+    return click.option(
+        "--query-modality",
+        type=click.Choice(["infrared", "visible", "both"]),
+        default="both",
+        show_default=True,
+        help="Report only queries of this modality.",
+    )(command)
+
+
+def trials_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--trials N`` (default: every trial), as ``trials``."""
+    return click.option(
+        "--trials", type=click.IntRange(min=1), help="Use only the first N trials."
     )(command)

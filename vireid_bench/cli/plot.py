@@ -13,7 +13,12 @@ from vireid_bench.cli.common import (
     note_cold_kernels,
     one_line_warnings,
 )
-from vireid_bench.cli.options import allow_external_option, parents_option
+from vireid_bench.cli.options import (
+    allow_external_option,
+    parents_option,
+    query_modality_option,
+    trials_option,
+)
 
 
 @click.group("plot", cls=ToolkitSubgroup)
@@ -58,14 +63,9 @@ def _echo_written(paths: list[Path]) -> None:
 @_OUTPUT_OPTION
 @parents_option
 @click.option("-p", "--protocol", default="all", show_default=True, help="Settings to plot.")
-@click.option(
-    "--query-modality",
-    type=click.Choice(["infrared", "visible", "both"]),
-    default="both",
-    show_default=True,
-)
+@query_modality_option
 @click.option("--max-rank", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--trials", type=click.IntRange(min=1), help="Use only the first N trials.")
+@trials_option
 @allow_external_option
 def plot_cmc_command(
     dumps: tuple[str, ...],

@@ -14,6 +14,7 @@ from vireid_bench.cli.common import (
     toolkit_version,
     write_output,
 )
+from vireid_bench.cli.options import trials_option
 
 _SHOWN = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 _HEADERS = {"rank1": "R1", "rank5": "R5", "rank10": "R10", "rank20": "R20"}
@@ -96,7 +97,7 @@ def _render_table(records: list[dict[str, object]], target: dict[str, float], to
     show_default=True,
     help="Distance (passed to every variant).",
 )
-@click.option("--trials", type=click.IntRange(min=1), help="Use only the first N trials.")
+@trials_option
 @click.option(
     "--top",
     type=click.IntRange(min=1),

@@ -8,8 +8,10 @@ from vireid_bench.cli.common import ToolkitCommand, one_line_warnings, toolkit_v
 from vireid_bench.cli.options import (
     memory_limit_option,
     memory_options,
+    query_modality_option,
     scheduler_options,
     split_list,
+    trials_option,
 )
 from vireid_bench.engine.scheduler import scheduler_from_options
 
@@ -26,13 +28,8 @@ _METRIC_NAMES = {"r1": "rank1", "rank1": "rank1", "map": "mAP", "minp": "mINP"}
     show_default=True,
     help="Comma list of metrics: R1, mAP, mINP.",
 )
-@click.option(
-    "--query-modality",
-    type=click.Choice(["infrared", "visible", "both"]),
-    default="both",
-    show_default=True,
-)
-@click.option("--trials", type=click.IntRange(min=1), help="Score only the first N trials.")
+@query_modality_option
+@trials_option
 @click.option(
     "--confidence",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
