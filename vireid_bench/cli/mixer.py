@@ -107,6 +107,30 @@ _device_option = click.option(
     "--trial", type=click.IntRange(1, 10), default=1, show_default=True, help="RegDB split."
 )
 @click.option("--workers", type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=1),
+    help="Batches each loader process prepares ahead (train.prefetch_factor; workers > 0).",
+)
+@click.option(
+    "--cache-images/--no-cache-images",
+    default=None,
+    help="Keep the decoded training images in memory, up to --cache-limit-mb "
+    "(train.cache_images; small datasets).",
+)
+@click.option(
+    "--cache-limit-mb",
+    type=click.IntRange(min=1),
+    help="Size limit of the image cache in MiB of decoded pixels (default 1024).",
+)
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    default=None,
+    help="torch.compile the model (train.compile; backend: train.compile_backend). "
+    "A failed compilation is an error, never a silent fall back.",
+)
 @click.option("--seed", type=int, help="Override train.seed.")
 @_device_option
 @click.option(
@@ -133,6 +157,10 @@ def train_command(
     pretrained: str | None,
     trial: int,
     workers: int | None,
+    prefetch: int | None,
+    cache_images: bool | None,
+    cache_limit_mb: int | None,
+    compile_model: bool | None,
     seed: int | None,
     device: str,
     settings: tuple[str, ...],
@@ -154,6 +182,10 @@ def train_command(
         ("input", "height"): size[0] if size else None,
         ("input", "width"): size[1] if size else None,
         ("train", "workers"): workers,
+        ("train", "prefetch_factor"): prefetch,
+        ("train", "cache_images"): cache_images,
+        ("train", "cache_limit_mb"): cache_limit_mb,
+        ("train", "compile"): compile_model,
         ("train", "seed"): seed,
     }
     overrides += [{s: {k: v}} for (s, k), v in flags.items() if v is not None]

@@ -91,8 +91,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "channels_last": True,  # CUDA only
         "log_every": 10,
         "keep_every": 0,  # also keep weights of every k-th epoch (0: only last.pt)
+        # the data path and compilation (RUNTIME_KEYS: not part of the config hash)
+        "prefetch_factor": 2,  # batches each loader worker prepares ahead (workers > 0)
+        "cache_images": False,  # keep decoded images in memory (small datasets)
+        "cache_limit_mb": 1024,  # the cache's size limit, MiB of decoded pixels
+        "compile": False,  # torch.compile the model for training
+        "compile_backend": "inductor",  # torch.compile backend
     },
 }
+
+RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("prefetch_factor", "cache_images", "cache_limit_mb", "compile", "compile_backend"),
+}
+"""Keys that change how fast a run goes, not what it trains: left out of
+:func:`config_hash` (so the hashes of earlier runs stay valid) and free to change on
+``--resume``. ``compile`` changes results at most by floating-point reassociation."""
 
 
 class MixerInputError(VireidBenchError):
@@ -225,6 +238,13 @@ def validate(config: Mapping[str, Mapping[str, Any]]) -> None:
         raise ConfigError("sampler.batch_ids must be >= 2 and sampler.num_pos >= 1")
     if optim["epochs"] < 1 or optim["lr"] <= 0:
         raise ConfigError("optim.epochs must be >= 1 and optim.lr > 0")
+    train = config["train"]
+    if train["workers"] < 0 or train["prefetch_factor"] < 1:
+        raise ConfigError("train.workers must be >= 0 and train.prefetch_factor >= 1")
+    if train["cache_limit_mb"] < 1:
+        raise ConfigError("train.cache_limit_mb must be >= 1")
+    if not train["compile_backend"]:
+        raise ConfigError("train.compile_backend must name a torch.compile backend")
     if not model["related_branch"]:
         for term in ("mrid", "cc_r", "ortho", "fusion"):
             if config["loss"][term]:
@@ -233,9 +253,24 @@ def validate(config: Mapping[str, Mapping[str, Any]]) -> None:
                 )
 
 
+def without_runtime_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` without the :data:`RUNTIME_KEYS`."""
+    return {
+        section: {
+            key: value
+            for key, value in values.items()
+            if key not in RUNTIME_KEYS.get(section, ())
+        }
+        for section, values in config.items()
+    }
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
-    """First 10 hex digits of the SHA-256 of the configuration's canonical JSON."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    """First 10 hex digits of the SHA-256 of the configuration's canonical JSON.
+
+    The :data:`RUNTIME_KEYS` (data path, compilation) are left out.
+    """
+    text = json.dumps(without_runtime_keys(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 

@@ -95,15 +95,49 @@ class ImageListDataset(Dataset):
             frame["pid"].to_numpy(dtype=np.int64) if labels is None else np.asarray(labels)
         )
         self.transform = transform
+        self.cache: list[np.ndarray | None] = []
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def decode(self, index: int):
+        """Image ``index`` as an RGB PIL image: from the cache when it holds it, else
+        read and decoded from disk (the same pixels either way)."""
         from PIL import Image
 
+        if index < len(self.cache) and self.cache[index] is not None:
+            return Image.fromarray(self.cache[index])
         with Image.open(self.root / self.paths[index]) as handle:
-            image = handle.convert("RGB")
+            return handle.convert("RGB")
+
+    def fill_cache(self, limit_bytes: int) -> tuple[int, int]:
+        """Decode images in list order into memory until the next would pass ``limit_bytes``.
+
+        The cache holds the decoded RGB pixels (uint8 ``H x W x 3``, read-only), i.e. what
+        :meth:`decode` would return before any random augmentation, so a cached run draws
+        exactly the same batches as an uncached one. It is filled here, in the main
+        process, before the loader starts its workers: forked workers share it
+        copy-on-write, spawned ones receive a copy each.
+
+        Returns:
+            (images cached, bytes used).
+        """
+        cache: list[np.ndarray | None] = [None] * len(self.paths)
+        used = 0
+        count = 0
+        for index in range(len(self.paths)):
+            pixels = np.asarray(self.decode(index), dtype=np.uint8)
+            if used + pixels.nbytes > limit_bytes:
+                break
+            pixels.setflags(write=False)
+            cache[index] = pixels
+            used += pixels.nbytes
+            count += 1
+        self.cache = cache
+        return count, used
+
+    def __getitem__(self, index: int):
+        image = self.decode(index)
         modality = int(self.modality[index])
         transform = (
             self.transform[modality] if isinstance(self.transform, Mapping) else self.transform

@@ -30,16 +30,26 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from vireid_bench.models.mixer.config import MixerInputError, config_hash, to_toml
+from vireid_bench.models.mixer.config import (
+    MixerInputError,
+    config_hash,
+    to_toml,
+    without_runtime_keys,
+)
 from vireid_bench.models.mixer.data import (
     IdentityBalancedSampler,
     ImageListDataset,
-    collate,
     train_transforms,
 )
 from vireid_bench.models.mixer.index import image_index
 from vireid_bench.models.mixer.losses import TERMS, MixerCriterion
 from vireid_bench.models.mixer.model import MixER, load_torch_file
+from vireid_bench.models.mixer.pipeline import (
+    compile_failure,
+    compile_model,
+    is_compile_error,
+    train_loader,
+)
 
 CHECKPOINT_FORMAT = "vireid-bench-mixer-1"
 LOG_COLUMNS = ("epoch", "iteration", "step", "lr", "loss", *TERMS, "images_per_s")
@@ -141,7 +151,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _without_epochs(config: Mapping[str, Any]) -> dict[str, Any]:
-    stripped = copy.deepcopy(dict(config))
+    stripped = without_runtime_keys(copy.deepcopy(dict(config)))
     stripped["optim"] = {k: v for k, v in stripped["optim"].items() if k != "epochs"}
     stripped["train"] = {k: v for k, v in stripped["train"].items() if k != "workers"}
     return stripped
@@ -251,15 +261,9 @@ def train(
         config["sampler"]["iters_per_epoch"],
         seed=seed,
     )
-    workers = config["train"]["workers"]
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=use_cuda,
-        persistent_workers=workers > 0,
-    )
+    loader, cache = train_loader(data, sampler, config["train"], pin_memory=use_cuda)
+    if cache is not None:
+        echo(cache.line())
 
     model = build_model(config, len(class_pids))
     if state is None:
@@ -274,6 +278,10 @@ def train(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    backend = config["train"]["compile_backend"]
+    forward = compile_model(model, backend) if config["train"]["compile"] else model
+    if forward is not model:
+        echo(f"torch.compile (backend {backend}): the first iterations compile the model")
     criterion = MixerCriterion(config["loss"])
     optim_cfg = config["optim"]
     optimizer = torch.optim.Adam(
@@ -325,11 +333,16 @@ def train(
                     images = images.contiguous(memory_format=torch.channels_last)
                 targets = targets.to(dev, non_blocking=True)
                 modality = modality.to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                    outputs = model(images, modality)
-                    loss, terms = criterion(outputs, targets, modality)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                try:
+                    with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                        outputs = forward(images, modality)
+                        loss, terms = criterion(outputs, targets, modality)
+                    scaler.scale(loss).backward()
+                except Exception as exc:
+                    if forward is not model and is_compile_error(exc):
+                        raise compile_failure(exc, backend) from exc
+                    raise
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
