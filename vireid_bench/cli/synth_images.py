@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from vireid_bench.cli.common import ToolkitCommand
-from vireid_bench.synth.defaults import LAYOUTS
+from vireid_bench.synth.defaults import LAYOUTS, SYNTH_IMAGE_DEFAULTS, SYNTH_IMAGE_PRESETS
 
 
-def _parse_size(ctx, param, value: str) -> tuple[int, int]:  # noqa: ARG001 - click callback
+def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:  # noqa: ARG001
+    if value is None:
+        return None
     try:
         height, width = (int(v) for v in value.lower().split("x"))
     except ValueError as exc:
@@ -26,20 +28,34 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:  # noqa: ARG001 - cl
     required=True,
     help="Directory layout and split files of this dataset.",
 )
-@click.option("--ids", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(SYNTH_IMAGE_PRESETS)),
+    help="Packaged settings of --ids, --per-cam, --size, --shared, --nuisance "
+    "(options given explicitly override it); see docs/mixer.md.",
+)
+@click.option("--ids", type=click.IntRange(min=2), help="Number of identities.  [default: 40]")
 @click.option(
     "--per-cam",
     type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Images per identity and camera (RegDB: per identity and modality).",
+    help="Images per identity and camera (RegDB: per identity and modality).  [default: 4]",
 )
 @click.option(
     "--size",
-    default="128x64",
-    show_default=True,
     callback=_parse_size,
-    help="Image size HEIGHTxWIDTH.",
+    help="Image size HEIGHTxWIDTH.  [default: 128x64]",
+)
+@click.option(
+    "--shared",
+    type=click.FloatRange(0.0, 1.0),
+    help="Cross-modal cue strength: how far each part's infrared grey level follows its "
+    "visible luminance (0: not at all, only the geometry is shared).  [default: 0]",
+)
+@click.option(
+    "--nuisance",
+    type=click.FloatRange(0.0, 10.0),
+    help="Scale of the camera and per-image nuisances (viewpoint, lighting, jitter, "
+    "clutter, noise; 0: none).  [default: 1]",
 )
 @click.option(
     "--test-fraction",
@@ -52,9 +68,12 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:  # noqa: ARG001 - cl
 def synth_images_command(
     out_dir: str,
     layout: str,
-    ids: int,
-    per_cam: int,
-    size: tuple[int, int],
+    preset: str | None,
+    ids: int | None,
+    per_cam: int | None,
+    size: tuple[int, int] | None,
+    shared: float | None,
+    nuisance: float | None,
     test_fraction: float,
     seed: int,
 ) -> None:
@@ -67,14 +86,13 @@ def synth_images_command(
     from vireid_bench.synth.images import import_pillow, write_synthetic_dataset
 
     import_pillow()
+    settings = dict(SYNTH_IMAGE_DEFAULTS)
+    settings.update(SYNTH_IMAGE_PRESETS.get(preset or "", {}))
+    given = {"ids": ids, "per_cam": per_cam, "size": size, "shared": shared, "nuisance": nuisance}
+    settings.update({key: value for key, value in given.items() if value is not None})
+    ids = settings["ids"]
     images = write_synthetic_dataset(
-        out_dir,
-        layout,
-        ids=ids,
-        per_cam=per_cam,
-        size=size,
-        test_fraction=test_fraction,
-        seed=seed,
+        out_dir, layout, test_fraction=test_fraction, seed=seed, **settings
     )
     n_ir = sum(image.modality for image in images)
     click.echo(

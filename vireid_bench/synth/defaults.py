@@ -33,3 +33,24 @@ CAMERAS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "regdb": ((1,), (2,)),
     "llcm": ((1, 2, 3), (1, 2, 4)),
 }
+
+# Packaged settings of synth-images (--preset NAME); explicit options override them.
+# See docs/mixer.md ("Calibrating the synthetic images") for what was measured with them.
+SYNTH_IMAGE_DEFAULTS: dict[str, object] = {
+    "ids": 40,
+    "per_cam": 4,
+    "size": (128, 64),
+    "shared": 0.0,
+    "nuisance": 1.0,
+}
+SYNTH_IMAGE_PRESETS: dict[str, dict[str, object]] = {
+    # PROVISIONAL: aims at a baseline cross-modal R1 of 40-70 % on a 10-minute, 2-core CPU
+    # budget (ResNet-18, small input); that band is NOT yet demonstrated (docs/mixer.md).
+    "learnable": {
+        "ids": 64,
+        "per_cam": 4,
+        "size": (128, 64),
+        "shared": 0.6,
+        "nuisance": 0.5,
+    },
+}

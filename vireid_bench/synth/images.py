@@ -26,6 +26,23 @@ Every camera has its own viewpoint (scale, offset, vertical squash) and lighting
 image its own jitter (position, scale, stride, arm swing, left/right facing, background
 clutter, noise).
 
+Calibration knobs (``write_synthetic_dataset`` arguments, ``synth-images`` options; the
+defaults render exactly what earlier versions rendered, byte for byte):
+
+* ``shared`` (0..1, default 0): cross-modal cues beyond geometry. Each part's infrared
+  emissivity is pulled towards the luminance of its visible colour,
+  ``ir <- (1 - shared) * ir + shared * (0.15 + 0.75 * luma(rgb))``: at 0 the grey levels
+  say nothing about the colours (today's data), at 1 an infrared image is a grey-level
+  version of the visible one up to the cameras' intensity mappings.
+* ``nuisance`` (>= 0, default 1): scales every nuisance around its centre: the cameras'
+  viewpoint and lighting spread, the per-image jitter (position, scale, pose, value
+  noise, brightness), the background clutter (number of rectangles) and the sensor noise.
+  0 renders every image of a person in a camera alike; 2 doubles the spread.
+* ``ids`` (the identity count) sets how many people must be told apart.
+
+``SYNTH_IMAGE_PRESETS`` in :mod:`vireid_bench.synth.defaults` names packaged settings of
+these knobs (``synth-images --preset NAME``).
+
 Layouts written (paths relative to OUT_DIR):
 
 * ``sysu-mm01``: ``cam1..cam6/<pid:04d>/<n:04d>.jpg`` (visible cameras 1, 2, 4, 5; infrared
@@ -47,7 +64,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,10 +134,43 @@ def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
     return (r, g, b)
 
 
-def make_identity(seed: int, pid: int) -> Identity:
-    """Draw identity ``pid``'s appearance from ``seed`` (deterministic)."""
+def _toward(value: float, centre: float, factor: float) -> float:
+    """``centre + factor * (value - centre)``; ``value`` itself, bit for bit, at 1."""
+    return value if factor == 1.0 else centre + factor * (value - centre)
+
+
+def _luma(rgb: tuple[float, float, float]) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def share_cues(ident: Identity, shared: float) -> Identity:
+    """``ident`` with each part's emissivity pulled towards its visible luminance.
+
+    ``ir <- (1 - shared) * ir + shared * (0.15 + 0.75 * luma(rgb))``; ``shared = 0``
+    returns ``ident`` unchanged.
+    """
+    if shared == 0.0:
+        return ident
+    changes = {
+        f"{part}_ir": (1 - shared) * getattr(ident, f"{part}_ir")
+        + shared * (0.15 + 0.75 * _luma(getattr(ident, f"{part}_rgb")))
+        for part in _PARTS
+    }
+    return replace(ident, **changes)
+
+
+def make_identity(seed: int, pid: int, shared: float = 0.0) -> Identity:
+    """Draw identity ``pid``'s appearance from ``seed`` (deterministic).
+
+    ``shared`` couples the infrared emissivities to the visible colours
+    (:func:`share_cues`); the draws themselves do not depend on it.
+    """
     rng = _rng("identity", seed, pid)
     skin = rng.uniform(0.35, 0.95)
+    return share_cues(_draw_identity(rng, skin), shared)
+
+
+def _draw_identity(rng: np.random.Generator, skin: float) -> Identity:
     return Identity(
         height=float(rng.uniform(0.74, 0.94)),
         shoulder=float(rng.uniform(0.36, 0.6)),
@@ -166,21 +216,32 @@ class Camera:
     noise: float
 
 
-def make_camera(seed: int, layout: str, cam: int) -> Camera:
-    """Draw camera ``cam``'s viewpoint and lighting (one camera number = one view)."""
+def make_camera(seed: int, layout: str, cam: int, nuisance: float = 1.0) -> Camera:
+    """Draw camera ``cam``'s viewpoint and lighting (one camera number = one view).
+
+    ``nuisance`` scales each draw's distance from the middle of its range (1: as drawn).
+    """
     rng = _rng("camera", seed, layout, cam)
+    k = nuisance
+
+    def draw(low: float, high: float, size: int | None = None):
+        values = rng.uniform(low, high, size=size)
+        if size is None:
+            return _toward(float(values), (low + high) / 2, k)
+        return tuple(_toward(float(v), (low + high) / 2, k) for v in values)
+
     return Camera(
-        scale=float(rng.uniform(0.86, 1.04)),
-        dx=float(rng.uniform(-0.08, 0.08)),
-        dy=float(rng.uniform(-0.03, 0.03)),
-        squash=float(rng.uniform(0.92, 1.08)),
-        gains=tuple(float(g) for g in rng.uniform(0.8, 1.2, size=3)),
-        brightness=float(rng.uniform(0.65, 1.15)),
+        scale=draw(0.86, 1.04),
+        dx=draw(-0.08, 0.08),
+        dy=draw(-0.03, 0.03),
+        squash=draw(0.92, 1.08),
+        gains=draw(0.8, 1.2, 3),
+        brightness=draw(0.65, 1.15),
         background=tuple(float(c) for c in rng.uniform(0.2, 0.8, size=3)),
-        ir_gain=float(rng.uniform(0.75, 1.15)),
-        ir_gamma=float(rng.uniform(0.7, 1.4)),
-        ir_offset=float(rng.uniform(0.0, 0.15)),
-        noise=float(rng.uniform(0.01, 0.04)),
+        ir_gain=draw(0.75, 1.15),
+        ir_gamma=draw(0.7, 1.4),
+        ir_offset=draw(0.0, 0.15),
+        noise=float(rng.uniform(0.01, 0.04)) * k,
     )
 
 
@@ -317,31 +378,40 @@ def render(
     rng: np.random.Generator,
     size: tuple[int, int] = (128, 64),
     supersample: int = 2,
+    nuisance: float = 1.0,
 ) -> np.ndarray:
-    """Render one image; return uint8 [H, W, 3] (three equal channels when infrared)."""
+    """Render one image; return uint8 [H, W, 3] (three equal channels when infrared).
+
+    ``nuisance`` scales the per-image jitter around its centre and the number of clutter
+    rectangles (1: as drawn; the random draws are the same at every value).
+    """
     Image, ImageDraw, ImageFilter = import_pillow()
     height, width = size
     big_h, big_w = height * supersample, width * supersample
+    k = nuisance
 
-    scale = camera.scale * rng.uniform(0.94, 1.04)
+    scale = camera.scale * _toward(rng.uniform(0.94, 1.04), 0.99, k)
     fig_h = ident.height * big_h * scale * camera.squash
     fig_w = big_w * scale
-    x0 = (big_w - fig_w) / 2 + (camera.dx + rng.uniform(-0.05, 0.05)) * big_w
-    y0 = (big_h - fig_h) / 2 + (camera.dy + rng.uniform(-0.03, 0.03)) * big_h
-    pose = (rng.uniform(-0.1, 0.1), rng.uniform(-0.08, 0.08))
+    x0 = (big_w - fig_w) / 2 + (camera.dx + _toward(rng.uniform(-0.05, 0.05), 0.0, k)) * big_w
+    y0 = (big_h - fig_h) / 2 + (camera.dy + _toward(rng.uniform(-0.03, 0.03), 0.0, k)) * big_h
+    pose = (_toward(rng.uniform(-0.1, 0.1), 0.0, k), _toward(rng.uniform(-0.08, 0.08), 0.0, k))
 
     if infrared:
-        background = rng.uniform(0.05, 0.3)
+        background = _toward(rng.uniform(0.05, 0.3), 0.175, k)
         canvas = Image.new("L", (big_w, big_h), int(background * 255))
         draw = ImageDraw.Draw(canvas)
         clutter_level = (0.05, 0.45)
         values = {part: getattr(ident, f"{part}_ir") for part in _PARTS}
-        values = {k: float(np.clip(v + rng.normal(0, 0.03), 0, 1)) for k, v in values.items()}
+        values = {
+            part: float(np.clip(v + _toward(rng.normal(0, 0.03), 0.0, k), 0, 1))
+            for part, v in values.items()
+        }
 
         def paint(part: str) -> int:
             return int(values[part] * 255)
     else:
-        base = np.array(camera.background) * rng.uniform(0.8, 1.2)
+        base = np.array(camera.background) * _toward(rng.uniform(0.8, 1.2), 1.0, k)
         canvas = Image.new("RGB", (big_w, big_h), tuple(int(c * 255) for c in np.clip(base, 0, 1)))
         draw = ImageDraw.Draw(canvas)
         clutter_level = (0.1, 0.9)
@@ -350,7 +420,8 @@ def render(
             rgb = np.clip(np.array(getattr(ident, f"{part}_rgb")), 0, 1)
             return tuple(int(c * 255) for c in rgb)
 
-    for _ in range(int(rng.integers(2, 5))):
+    clutter = int(rng.integers(2, 5))
+    for _ in range(clutter if k == 1.0 else int(round(clutter * k))):
         cx, cy = rng.uniform(0, big_w), rng.uniform(0, big_h)
         w, h = rng.uniform(0.1, 0.5) * big_w, rng.uniform(0.05, 0.3) * big_h
         level = rng.uniform(*clutter_level, size=1 if infrared else 3)
@@ -370,7 +441,7 @@ def render(
         pixels = pixels + rng.normal(0, noise, size=pixels.shape)
         pixels = np.repeat(np.clip(pixels, 0, 1)[:, :, None], 3, axis=2)
     else:
-        light = camera.brightness * rng.uniform(0.85, 1.15)
+        light = camera.brightness * _toward(rng.uniform(0.85, 1.15), 1.0, k)
         pixels = pixels * np.array(camera.gains, dtype=np.float32) * light
         pixels = pixels + rng.normal(0, noise, size=pixels.shape)
         pixels = np.clip(pixels, 0, 1)
@@ -422,6 +493,8 @@ def write_synthetic_dataset(
     size: tuple[int, int] = (128, 64),
     test_fraction: float = 0.5,
     seed: int = 0,
+    shared: float = 0.0,
+    nuisance: float = 1.0,
 ) -> list[SynthImage]:
     """Render a synthetic dataset in ``layout``'s directory structure under ``out_dir``.
 
@@ -433,6 +506,10 @@ def write_synthetic_dataset(
         test_fraction: share of identities in the test split (RegDB: per trial; its
             real protocol splits half/half).
         seed: everything (identities, cameras, splits, jitter) derives from it.
+        shared: cross-modal cue strength, 0..1 (:func:`share_cues`; 0: none beyond the
+            shared geometry).
+        nuisance: scale of the camera and per-image nuisances, >= 0 (1: the default
+            spread).
 
     Returns:
         Every image written, in writing order.
@@ -446,19 +523,26 @@ def write_synthetic_dataset(
         )
     if per_cam < 1:
         raise VireidBenchError("need at least 1 image per identity and camera")
+    if not 0.0 <= shared <= 1.0:
+        raise VireidBenchError(f"--shared {shared}: must be between 0 and 1")
+    if not 0.0 <= nuisance <= 10.0:
+        raise VireidBenchError(f"--nuisance {nuisance}: must be between 0 and 10")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     pids = list(range(1, ids + 1))
     visible_cams, infrared_cams = CAMERAS[layout]
-    identities = {pid: make_identity(seed, pid) for pid in pids}
+    identities = {pid: make_identity(seed, pid, shared) for pid in pids}
     cameras = {
-        cam: make_camera(seed, layout, cam) for cam in sorted(set(visible_cams + infrared_cams))
+        cam: make_camera(seed, layout, cam, nuisance)
+        for cam in sorted(set(visible_cams + infrared_cams))
     }
     written: list[SynthImage] = []
 
     def emit(relative: str, pid: int, cam: int, modality: int, index: int) -> None:
         rng = _rng("image", seed, layout, pid, cam, modality, index)
-        pixels = render(identities[pid], cameras[cam], modality == 1, rng, size=size)
+        pixels = render(
+            identities[pid], cameras[cam], modality == 1, rng, size=size, nuisance=nuisance
+        )
         _save(root, relative, pixels)
         written.append(SynthImage(relative, pid, cam, modality))
 
@@ -521,8 +605,12 @@ def write_synthetic_dataset(
             (root / "idx" / f"train_{tag}.txt").write_text("\n".join(lines) + "\n")
         (root / "idx" / "train_id.txt").write_text(_ids_line(train))
         (root / "idx" / "test_id.txt").write_text(_ids_line(test))
+    knobs = (f" shared={shared}" if shared != 0.0 else "") + (
+        f" nuisance={nuisance}" if nuisance != 1.0 else ""
+    )
     (root / "SYNTHETIC.txt").write_text(
         f"Synthetic {layout} layout written by vireid-bench synth-images: ids={ids} "
-        f"per_cam={per_cam} size={size[0]}x{size[1]} test_fraction={test_fraction} seed={seed}\n"
+        f"per_cam={per_cam} size={size[0]}x{size[1]} test_fraction={test_fraction} seed={seed}"
+        f"{knobs}\n"
     )
     return written
