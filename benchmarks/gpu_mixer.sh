@@ -26,11 +26,15 @@ DEVICE=${DEVICE:-cuda}   # local smoke test: DEVICE=cpu CONFIG=small IDS=8 ITERS
 IDS=${IDS:-200}
 CONFIG=${CONFIG:-paper}  # CONFIG=small for the smoke test
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WHEEL=$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")
 exec > >(tee "$OUT/log.txt") 2>&1
 
+REPO=$PWD
 SITE=$(mktemp -d)/site
 "$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$WHEEL"
 export PYTHONPATH=$SITE
+cd "$(dirname "$SITE")"  # so that the wheel, not the working tree, is imported
 DEVICE=$DEVICE "$PYTHON" - <<'EOF'
 import os, torch, torchvision, PIL, tabulate, vireid_bench  # noqa: F401 - fail early
 cuda = os.environ["DEVICE"] != "cpu"
@@ -47,10 +51,10 @@ DATA=$(mktemp -d)/synth-sysu
 
 COMMON=(--only-pipeline --with-model --pipeline-config "$CONFIG" --device "$DEVICE"
         --data-root "$DATA" --pipeline-epochs "$EPOCHS" --pipeline-iters "$ITERS")
-"$PYTHON" benchmarks/bench_mixer.py "${COMMON[@]}" --loader off:0 --loader "on:$WORKERS" \
+"$PYTHON" "$REPO/benchmarks/bench_mixer.py" "${COMMON[@]}" --loader off:0 --loader "on:$WORKERS" \
     --csv "$OUT/mixer_gpu.csv"
 if [ "$COMPILE" = 1 ]; then
-    "$PYTHON" benchmarks/bench_mixer.py "${COMMON[@]}" --loader "on:$WORKERS" --compile \
+    "$PYTHON" "$REPO/benchmarks/bench_mixer.py" "${COMMON[@]}" --loader "on:$WORKERS" --compile \
         --csv "$OUT/mixer_gpu_compile.csv" || echo "torch.compile run FAILED (see above)"
 fi
 echo "done: $OUT"
