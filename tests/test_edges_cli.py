@@ -384,3 +384,33 @@ def test_interrupt_inside_a_numba_kernel(tmp_path, big_dump, signum, code, messa
     assert stderr.strip().splitlines()[-1] == message
     assert out.read_text() == "previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_a_warning_before_an_error_leaves_the_error_alone_on_stderr(tmp_path):
+    """Load-time warnings (negative pids) are not printed when the run then fails."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from vireid_bench.cli import cli
+    from vireid_bench.io.dump import write_dump
+
+    rng = np.random.default_rng(0)
+    pid = np.repeat(np.arange(-1, 5), 4)
+    cam = np.tile([1, 2, 3, 4], 6)
+    modality = (cam > 2).astype(np.uint8)
+    path = tmp_path / "warned.h5"
+    write_dump(
+        path,
+        features={"f": rng.normal(size=(24, 8)).astype(np.float32)},
+        pid=pid,
+        cam=cam,
+        modality=modality,
+        dataset="SYSU-MM01",  # a near miss of sysu-mm01: refused when scored
+        model="m",
+    )
+    ok = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert "negative" in ok.stdout  # the warning's content is a finding of inspect
+    failed = CliRunner().invoke(cli, ["score", str(path), "-p", "cross"])
+    assert failed.exit_code == 2
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error: ")
+    assert "sysu-mm01" in failed.stderr

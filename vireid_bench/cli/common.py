@@ -95,10 +95,15 @@ def one_line_warnings() -> Iterator[None]:
     Every warning the toolkit raises is shown each time; interpreter diagnostics that are
     not about the user's input (ResourceWarning from garbage collection, library
     deprecations) are not.
+
+    The warnings are held until the block ends and shown only when it succeeds: when it
+    fails, the one-line ``error:`` is the whole of stderr (the error contract), never a
+    warning about an input the error then refuses.
     """
+    held: list[str] = []
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
-        click.echo(f"warning: {message}", err=True)
+        held.append(f"warning: {message}")
 
     previous = warnings.showwarning
     warnings.showwarning = show
@@ -111,6 +116,8 @@ def one_line_warnings() -> Iterator[None]:
             yield
     finally:
         warnings.showwarning = previous
+    for text in held:  # reached only when the block succeeded
+        click.echo(text, err=True)
 
 
 def write_output(
