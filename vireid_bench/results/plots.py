@@ -409,11 +409,25 @@ def retrieval_rankings(
     return out
 
 
+def image_inside(root: Path, relative: str) -> Path | None:
+    """The image file ``relative`` names under ``root``, or None when it may not be read.
+
+    Confined to ``root``: an absolute path, ``..`` components or a symlink that lead
+    outside the image root are refused, and so is anything but a regular file (a FIFO
+    would block the reader).
+    """
+    base = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return None
+    return path
+
+
 def _load_image(root: Path, relative: str):
     from matplotlib.image import imread
 
-    path = root / relative
-    if not path.is_file():
+    path = image_inside(root, relative)
+    if path is None:
         return None
     try:
         return imread(path)
