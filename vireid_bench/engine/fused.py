@@ -35,7 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.engine.kernels import empty_query_scores, exclusion_table
+from vireid_bench.engine.kernels import (
+    empty_query_scores,
+    exclusion_table,
+    metrics_from_negatives,
+)
 
 _CHUNK = 16
 _LINEAR_MAX = 32
@@ -262,19 +266,7 @@ def _score_fused(
                     base = c3 * n_cand
                     for s in range(n_cand):
                         neg_before[cnt[local, s]] += hist[base + s]
-                total = 0.0
-                negatives = 0
-                rank = 0
-                rank_one = 0
-                for t in range(kept):
-                    negatives += neg_before[t]
-                    rank = t + 1 + negatives
-                    if t == 0:
-                        rank_one = rank
-                    total += (t + 1) / rank
-                total /= kept
-                ap[e] = total
-                inp[e] = kept / rank
+                ap[e], inp[e], rank_one = metrics_from_negatives(neg_before, 0, kept)
                 if identity[k]:
                     stamp_next += 1
                     distinct = 0

@@ -63,6 +63,27 @@ def key_less(d_a: float, i_a: int, d_b: float, i_b: int) -> bool:
 
 
 @njit(cache=True)
+def metrics_from_negatives(neg_before, base: int, n_pos: int) -> tuple[float, float, int]:
+    """AP, INP and the image-CMC first-hit rank of ``n_pos`` > 0 sorted true matches.
+
+    ``neg_before[base + k]`` counts the gallery images (not true matches) ranked between
+    true match ``k - 1`` and true match ``k``, so true match ``k`` has rank
+    ``k + 1 + sum(neg_before[base : base + k + 1])`` (docs/protocols.md, "Metrics").
+    """
+    negatives = 0
+    total = 0.0
+    rank = 0
+    first_rank = 0
+    for k in range(n_pos):
+        negatives += neg_before[base + k]
+        rank = k + 1 + negatives
+        if k == 0:
+            first_rank = rank
+        total += (k + 1) / rank
+    return total / n_pos, n_pos / rank, first_rank
+
+
+@njit(cache=True)
 def slot_among_true_matches(sorted_d, sorted_j, offset, n_pos, d, j) -> int:
     """Return how many sorted true matches precede image ``(d, j)`` (0 .. n_pos - 1).
 
@@ -172,18 +193,7 @@ def _score_one_query(
         if identity_cmc and lo == 0:
             pid_buffer[n_closer_ids] = g_pid[j]
             n_closer_ids += 1
-    ap = 0.0
-    negatives = 0
-    rank = 0
-    first_rank = 0
-    for k in range(n_pos):
-        negatives += neg_before[k]
-        rank = k + 1 + negatives
-        if k == 0:
-            first_rank = rank
-        ap += (k + 1) / rank
-    ap /= n_pos
-    inp = n_pos / rank
+    ap, inp, first_rank = metrics_from_negatives(neg_before, 0, n_pos)
     if identity_cmc:
         distinct = 0
         if n_closer_ids > 0:

@@ -39,7 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.engine.kernels import exclusion_table, key_less, slot_among_true_matches
+from vireid_bench.engine.kernels import (
+    exclusion_table,
+    key_less,
+    metrics_from_negatives,
+    slot_among_true_matches,
+)
 
 ProgressCallback = Callable[[int], None]
 RowReader = Callable[[np.ndarray], np.ndarray]
@@ -228,17 +233,7 @@ def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, i
             ap[i] = np.nan
             inp[i] = np.nan
             continue
-        negatives = 0
-        total = 0.0
-        rank = 0
-        for k in range(p):
-            negatives += neg_before[base + k]
-            rank = k + 1 + negatives
-            if k == 0:
-                first_rank[i] = rank
-            total += (k + 1) / rank
-        ap[i] = total / p
-        inp[i] = p / rank
+        ap[i], inp[i], first_rank[i] = metrics_from_negatives(neg_before, base, p)
         if identity_cmc:
             distinct = 0
             for w in range(id_bits.shape[1]):
