@@ -21,6 +21,7 @@ from vireid_bench.cli.options import (
     parents_option,
     query_modality_option,
     split_list,
+    table_output_options,
     trials_option,
 )
 
@@ -130,15 +131,7 @@ def _render_compare(rows, fmt: str, confidence: float, title: str, version: str)
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @trials_option
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@table_output_options
 @parents_option
 @allow_external_option
 def compare_command(

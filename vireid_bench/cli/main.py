@@ -38,6 +38,7 @@ from vireid_bench.cli.options import (
     parents_option,
     query_modality_option,
     scheduler_options,
+    table_output_options,
     trials_option,
 )
 from vireid_bench.cli.plot import plot_command
@@ -84,18 +85,7 @@ def cli() -> None:
     show_default=True,
     help="'all', a preset name, a comma list of names, or a path to a preset .toml file.",
 )
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format. JSON and CSV carry unrounded values and every field.",
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
-)
+@table_output_options
 @parents_option
 @click.option(
     "--features",

@@ -129,3 +129,19 @@ def trials_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--trials", type=click.IntRange(min=1), help="Use only the first N trials."
     )(command)
+
+
+def table_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``-f/--format table|markdown|csv|json`` (as ``fmt``) and ``-o/--output FILE``."""
+    command = click.option(
+        "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
+    )(command)
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "markdown", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help="Output format. JSON and CSV carry unrounded values and every field.",
+    )(command)

@@ -11,6 +11,7 @@ from vireid_bench.cli.options import (
     query_modality_option,
     scheduler_options,
     split_list,
+    table_output_options,
     trials_option,
 )
 from vireid_bench.engine.scheduler import scheduler_from_options
@@ -53,15 +54,7 @@ _METRIC_NAMES = {"r1": "rank1", "rank1": "rank1", "map": "mAP", "minp": "mINP"}
     help="Relabellings of the permutation tests (all of them, exact, when fewer exist).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@table_output_options
 @memory_limit_option
 @scheduler_options
 def runs_command(
