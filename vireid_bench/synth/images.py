@@ -248,6 +248,26 @@ def make_camera(seed: int, layout: str, cam: int, nuisance: float = 1.0) -> Came
 # --------------------------------------------------------------------------- rendering
 
 
+def _ordered(box) -> list[float]:
+    """``[x0, y0, x1, y1]`` with ``x0 <= x1`` and ``y0 <= y1``.
+
+    Some parts are placed with fixed pixel offsets (``torso_top + 2``...), so at very small
+    render sizes a part's far edge can land before its near edge; Pillow refuses such a
+    box. Ordering the corners draws the (tiny) part instead; boxes already in order, i.e.
+    every box at the usual sizes, are passed on unchanged, so those renders do not change.
+    """
+    x0, y0, x1, y1 = box
+    return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+def _rectangle(draw, box, **kwargs) -> None:
+    draw.rectangle(_ordered(box), **kwargs)
+
+
+def _ellipse(draw, box, **kwargs) -> None:
+    draw.ellipse(_ordered(box), **kwargs)
+
+
 def _draw_figure(draw, ident: Identity, box: tuple[float, float, float, float], paint, pose):
     """Draw the figure inside ``box`` (x0, y0, width, height) with ``paint(part) -> fill``."""
     x0, y0, width, height = box
@@ -281,7 +301,8 @@ def _draw_figure(draw, ident: Identity, box: tuple[float, float, float, float], 
             [points[0], points[1], (cut_x + leg_w / 2, cut), (cut_x - leg_w / 2, cut)],
             fill=paint("pants"),
         )
-        draw.rectangle(
+        _rectangle(
+            draw,
             [foot_x - leg_w * 0.6, y0 + height - leg_h * 0.08, foot_x + leg_w * 0.7, y0 + height],
             fill=paint("shoes"),
         )
@@ -320,19 +341,19 @@ def _draw_figure(draw, ident: Identity, box: tuple[float, float, float, float], 
     if ident.pattern in (1, 3):
         y = torso_top + period * 0.5
         while y < torso_bottom - period * 0.25:
-            draw.rectangle([left, y, right, y + period * 0.45], fill=paint("pattern"))
+            _rectangle(draw, [left, y, right, y + period * 0.45], fill=paint("pattern"))
             y += period
     if ident.pattern in (2, 3):
         x = left + period * 0.3
         while x < right - period * 0.2:
-            draw.rectangle(
-                [x, torso_top + 1, x + period * 0.4, torso_bottom], fill=paint("pattern")
+            _rectangle(
+                draw, [x, torso_top + 1, x + period * 0.4, torso_bottom], fill=paint("pattern")
             )
             x += period
     if ident.pattern == 4:
         size = shoulder * 0.32
         ty = torso_top + (torso_bottom - torso_top) * 0.3
-        draw.ellipse([cx - size / 2, ty, cx + size / 2, ty + size], fill=paint("pattern"))
+        _ellipse(draw, [cx - size / 2, ty, cx + size / 2, ty + size], fill=paint("pattern"))
     # bag
     if ident.bag == 1:
         bw = shoulder * 0.35
@@ -342,9 +363,10 @@ def _draw_figure(draw, ident: Identity, box: tuple[float, float, float, float], 
             fill=paint("bag"),
             width=max(1, int(width * 0.03)),
         )
-        draw.rectangle([cx + hip / 2, by, cx + hip / 2 + bw, by + bw * 0.8], fill=paint("bag"))
+        _rectangle(draw, [cx + hip / 2, by, cx + hip / 2 + bw, by + bw * 0.8], fill=paint("bag"))
     elif ident.bag == 2:
-        draw.rectangle(
+        _rectangle(
+            draw,
             [
                 cx - shoulder * 0.42,
                 torso_top + 2,
@@ -355,14 +377,17 @@ def _draw_figure(draw, ident: Identity, box: tuple[float, float, float, float], 
         )
     # head and hair
     hx0, hy0 = cx - head_w / 2, y0
-    draw.ellipse([hx0, hy0, hx0 + head_w, hy0 + head_h], fill=paint("skin"))
+    _ellipse(draw, [hx0, hy0, hx0 + head_w, hy0 + head_h], fill=paint("skin"))
     hair_len = (0.35, 0.7, 1.5)[ident.hair] * head_h
-    draw.ellipse([hx0 - 1, hy0 - 1, hx0 + head_w + 1, hy0 + head_h * 0.45], fill=paint("hair"))
+    _ellipse(draw, [hx0 - 1, hy0 - 1, hx0 + head_w + 1, hy0 + head_h * 0.45], fill=paint("hair"))
     if ident.hair > 0:
-        draw.rectangle(
-            [hx0 - 1, hy0 + head_h * 0.2, hx0 + head_w * 0.22, hy0 + hair_len], fill=paint("hair")
+        _rectangle(
+            draw,
+            [hx0 - 1, hy0 + head_h * 0.2, hx0 + head_w * 0.22, hy0 + hair_len],
+            fill=paint("hair"),
         )
-        draw.rectangle(
+        _rectangle(
+            draw,
             [hx0 + head_w * 0.78, hy0 + head_h * 0.2, hx0 + head_w + 1, hy0 + hair_len],
             fill=paint("hair"),
         )
