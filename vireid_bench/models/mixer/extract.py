@@ -140,6 +140,7 @@ def extract(
     name: str | None = None,
     stream: TextIO | None = sys.stderr,
     metadata: Mapping[str, object] | None = None,
+    model: str | None = None,
 ) -> Path:
     """Write the feature dump of ``dataset``'s test split; return its path.
 
@@ -151,9 +152,14 @@ def extract(
             ``@<config hash>`` (default: :func:`model_name`).
         metadata: run metadata overriding what the checkpoint says (:func:`run_metadata`):
             ``seed``, ``run``, ``selection``, ``trained_on``.
+        model: the dump's ``model`` attribute exactly, without ``@<config hash>``
+            (overrides ``name``). The hash covers ``train.seed``, so runs of one model
+            with different seeds get different ``name@hash`` attributes; give them one
+            ``model`` to make them one group of runs for ``vireid-bench runs``. The hash
+            stays in the description.
     """
     dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
-    model, state = load_checkpoint(checkpoint)
+    network, state = load_checkpoint(checkpoint)
     trial = state["trial"] if trial is None else trial
     frame = image_index(dataset, root, "test", trial)
     done = [0]
@@ -167,7 +173,7 @@ def extract(
             stream.flush()
 
     features = extract_features(
-        model,
+        network,
         frame,
         root,
         state["config"]["input"],
@@ -203,7 +209,7 @@ def extract(
         modality=frame["modality"].to_numpy(dtype=np.uint8),
         paths=frame["path"].astype(str).tolist(),
         dataset=dataset,
-        model=f"{name}@{state['config_hash']}" if name else model_name(state),
+        model=model or (f"{name}@{state['config_hash']}" if name else model_name(state)),
         description=description,
         default_features="z_e",
         cross_features="z_e",
