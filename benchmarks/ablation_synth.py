@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, help="threads per job (default: CPUs / jobs)")
     parser.add_argument("--workdir", help="where temporary run folders go")
+    parser.add_argument("--data-dir", help="the rendered images (default: OUTDIR/data)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
 
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    root = outdir / "data"
+    root = Path(args.data_dir) if args.data_dir else outdir / "data"
     if not (root / "SYNTHETIC.txt").is_file():
         print(f"rendered data in {render(root, knobs, args.data_seed):.1f} s", file=sys.stderr)
     print(f"numba warm-up: {warm_kernels():.1f} s", file=sys.stderr, flush=True)

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     settings = ablation / "settings.json"
     if settings.is_file():
-        print(f"\n## Ablation ({settings.read_text().strip()})\n")
+        print(f"\n## Ablation ({json.dumps(json.loads(settings.read_text()))})\n")
     print(table)
     for name in ("mixer_gpu.csv", "mixer_gpu_compile.csv"):
         path = out / "throughput" / name
