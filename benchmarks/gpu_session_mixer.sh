@@ -109,7 +109,7 @@ fi
 # shellcheck disable=SC2086
 step ablation "$ABLATION_CAP" "$PYTHON" "$REPO/benchmarks/ablation_synth.py" "$OUT/ablation" \
     "${KNOBS[@]}" $SCHEDULE $ABLATION_ROWS --seeds $SEEDS --device "$DEVICE" \
-    --jobs "$ABLATION_JOBS" --workdir "$WORK"
+    --jobs "$ABLATION_JOBS" --workdir "$WORK" --data-dir "$WORK/ablation-data"
 
 step throughput "$THROUGHPUT_CAP" env DEVICE="$DEVICE" EPOCHS="$THROUGHPUT_EPOCHS" \
     ITERS="$THROUGHPUT_ITERS" IDS="$THROUGHPUT_IDS" CONFIG="$THROUGHPUT_CONFIG" \
