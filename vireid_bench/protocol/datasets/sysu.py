@@ -37,7 +37,7 @@ import numpy as np
 
 from vireid_bench.errors import DatasetError, ProtocolError
 from vireid_bench.io.dump import INFRARED, VISIBLE, FeatureDump
-from vireid_bench.protocol.canonical import packaged_manifest
+from vireid_bench.protocol.canonical import compare_with_manifest
 from vireid_bench.protocol.conventions import (
     Convention,
     DatasetPreset,
@@ -449,25 +449,20 @@ def check_validation_dump(dump: FeatureDump) -> None:
     """Refuse to score the test set under a validation protocol (``sysu-val-*``).
 
     A validation protocol is meant for a dump of the ``val`` split (``exp/val_id.txt``;
-    ``vireid-bench index sysu --split val``). A dump holding every identity of the
-    canonical test set (the packaged manifest's ``id_list``) is the test set, and numbers
-    chosen on it are test numbers.
+    ``vireid-bench index sysu-mm01 --split val``). A dump that is the canonical test set
+    (it matches the packaged manifest: 96 identities, 3,803 infrared images, the
+    single-shot gallery sizes; :mod:`vireid_bench.protocol.canonical`) is refused:
+    numbers chosen on it are test numbers.
 
     Raises:
-        ProtocolError: naming the dump when it holds every canonical test identity.
+        ProtocolError: naming the dump when it is the canonical test set.
     """
-    manifest = packaged_manifest(DATASET)
-    test_ids = (manifest.split.get("id_list") if manifest is not None else None) or []
-    if not test_ids:
-        return
-    held = set()
-    for split in dump.splits:
-        held.update(int(p) for p in np.unique(split.pid))
-    if set(test_ids) <= held:
+    report = compare_with_manifest(dump)
+    if report is not None and report.canonical:
         raise ProtocolError(
-            f"{dump.source}: holds every SYSU-MM01 test identity; the sysu-val-* protocols "
-            "score the validation identities (exp/val_id.txt: 'vireid-bench index sysu "
-            "--split val'), use sysu-all-single for the test set"
+            f"{dump.source}: is the canonical SYSU-MM01 test set; the sysu-val-* protocols "
+            "score the validation identities (exp/val_id.txt: 'vireid-bench index "
+            "sysu-mm01 --split val'); use sysu-all-single for the test set"
         )
 
 
@@ -481,12 +476,12 @@ for _name, _variant, _words in (
     (
         "sysu-val-all",
         "val-all",
-        "SYSU-MM01 validation ids (exp/val_id.txt), all-search, single-shot, AGW sampler",
+        "SYSU-MM01 validation ids (val_id.txt), all-search, single-shot",
     ),
     (
         "sysu-val-indoor",
         "val-indoor",
-        "SYSU-MM01 validation ids (exp/val_id.txt), indoor-search, single-shot, AGW sampler",
+        "SYSU-MM01 validation ids (val_id.txt), indoor-search, single-shot",
     ),
 ):
     register_dataset_preset(
