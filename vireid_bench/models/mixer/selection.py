@@ -50,9 +50,7 @@ def check_select(select: str, dataset: str, every: int = 1) -> None:
             split (RegDB, LLCM), or ``every`` < 1.
     """
     if select not in SELECT_CHOICES:
-        raise MixerInputError(
-            f"--select {select!r}: unknown (valid: {', '.join(SELECT_CHOICES)})"
-        )
+        raise MixerInputError(f"--select {select!r}: unknown (valid: {', '.join(SELECT_CHOICES)})")
     if select != "last" and dataset not in PROTOCOLS[select]:
         raise MixerInputError(
             f"--select {select}: {dataset} has no validation split in its split files "
