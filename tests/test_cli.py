@@ -31,7 +31,9 @@ def test_score_json_is_one_object_with_every_key(runner, tiny_dump):
     assert set(payload) == {"vireid_bench_version", "protocol_version", "results"}
     assert [r["protocol"] for r in payload["results"]] == ["mix-id", "mix-id", "cross", "cross"]
     assert [r["query_modality"] for r in payload["results"]] == ["infrared", "visible"] * 2
-    assert all(list(r) == [*RESULT_KEYS, "dump_sha256"] for r in payload["results"])
+    # then the run metadata the synthetic dump records (seed 3, synthetic)
+    keys = [*RESULT_KEYS, "dump_sha256", "seed", "synthetic"]
+    assert all(list(r) == keys for r in payload["results"])
     digest = hashlib.sha256(Path(tiny_dump).read_bytes()).hexdigest()
     assert {r["dump_sha256"] for r in payload["results"]} == {digest}
     api = score(tiny_dump, "mix-id,cross")
@@ -47,7 +49,8 @@ def test_score_table_csv_markdown(runner, tiny_dump, tmp_path):
     result = runner.invoke(cli, ["score", str(tiny_dump), "-f", "csv", "-o", str(out)])
     assert result.exit_code == 0 and result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert len(rows) == 14 and list(rows[0]) == list(RESULT_KEYS)
+    # the synthetic dump records seed and synthetic: their columns follow the result keys
+    assert len(rows) == 14 and list(rows[0]) == [*RESULT_KEYS, "seed", "synthetic"]
     markdown = runner.invoke(cli, ["score", str(tiny_dump), "-p", "mix", "-f", "markdown"])
     lines = [line for line in markdown.stdout.splitlines() if line.startswith("|")]
     assert len(lines) == 4 and set(lines[1]) <= {"|", "-", ":"}  # header, rule, 2 rows

@@ -70,6 +70,8 @@ def test_dataset_presets_are_registered():
         "sysu-indoor-single": "sysu-mm01",
         "sysu-all-multi": "sysu-mm01",
         "sysu-indoor-multi": "sysu-mm01",
+        "sysu-val-all": "sysu-mm01",
+        "sysu-val-indoor": "sysu-mm01",
         "regdb-t2v": "regdb",
         "regdb-v2t": "regdb",
         "regdb-saai": "regdb",

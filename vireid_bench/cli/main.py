@@ -397,7 +397,15 @@ def _traced(
 
     With ``--allow-external`` the digest covers every file the dump reads
     (:func:`vireid_bench.io.digest.dump_sha256`).
+    JSON and CSV rows also carry the dump's run metadata (seed, run, selection,
+    trained_on, synthetic) when it records them.
     """
+    if fmt in ("json", "csv"):
+        # lazy: heavy modules load only when the command runs (fast --help)
+        from vireid_bench.io.dump import read_dump_attributes
+        from vireid_bench.results.run_fields import add_run_metadata
+
+        add_run_metadata(rows, read_dump_attributes(path))
     if fmt == "json":
         # lazy: heavy modules load only when the command runs (fast --help)
         from vireid_bench.io.digest import dump_sha256

@@ -141,6 +141,25 @@ _device_option = click.option(
     help="Override any config key, e.g. --set loss.lambda_m=0.2 (repeatable).",
 )
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
+@click.option(
+    "--select",
+    type=click.Choice(("last", "val", "test")),
+    default="last",
+    show_default=True,
+    help="Checkpoint selection. last: the last epoch (checkpoints/last.pt). val: the "
+    "epoch with the best mAP on SYSU-MM01's validation ids (sysu-val-all), kept as "
+    "checkpoints/model_best.pt; those ids are then HELD OUT of training (train_id.txt "
+    "only; otherwise SYSU-MM01 trains on train + val ids, as AGW does); RegDB and LLCM "
+    "have no validation split. test: the best test mAP (optimistic; recorded as "
+    "selection=test).",
+)
+@click.option(
+    "--select-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --select val|test: evaluate every N epochs (and after the last).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_one_line_errors
 def train_command(
@@ -165,11 +184,19 @@ def train_command(
     device: str,
     settings: tuple[str, ...],
     resume: bool,
+    select: str,
+    select_every: int,
     quiet: bool,
 ) -> None:
-    """Train MixER on a dataset's train split; checkpoints every epoch under --out."""
+    """Train MixER on a dataset's train split; checkpoints every epoch under --out.
+
+    With --select val, the validation ids are held out of training and the best epoch
+    on them is kept as checkpoints/model_best.pt ('mixer extract' from it records
+    selection=val); see docs/mixer.md.
+    """
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.models.mixer.config import load_config, parse_override
+    from vireid_bench.models.mixer.selection import check_select
     from vireid_bench.models.mixer.train import train
 
     overrides = [parse_override(s) for s in settings]
@@ -190,6 +217,15 @@ def train_command(
     }
     overrides += [{s: {k: v}} for (s, k), v in flags.items() if v is not None]
     config = load_config(dataset, config_path, overrides)
+    check_select(select, dataset, select_every)
+    scorer = None
+    if select != "last":
+        # lazy: the scoring engine only for a run that selects its checkpoint
+        from vireid_bench.cli.mixer_selection import selection_scorer
+
+        scorer = selection_scorer(
+            select, dataset, root, config["input"], trial=trial, device=device
+        )
     result = train(
         config,
         dataset,
@@ -201,12 +237,21 @@ def train_command(
         resume=resume,
         stream=None if quiet else sys.stderr,
         echo=lambda message: click.echo(message, err=True),
+        select=select,
+        scorer=scorer,
+        select_every=select_every,
     )
     click.echo(
         f"trained {result.epochs_done} epoch(s); last loss {result.last_loss:.4f}; "
         f"{result.images_per_s:.1f} images/s; checkpoint {result.checkpoint}",
         err=True,
     )
+    if result.best is not None:
+        click.echo(
+            f"best {select} mAP {result.best_value:.2f} at epoch {result.best_epoch}: "
+            f"{result.best}",
+            err=True,
+        )
 
 
 @mixer_group.command("extract", cls=ToolkitCommand)
@@ -214,12 +259,21 @@ def train_command(
     "--checkpoint",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="A 'mixer train' checkpoint (RUN/checkpoints/last.pt).",
+    help="A 'mixer train' checkpoint (RUN/checkpoints/last.pt, or model_best.pt of a "
+    "--select val|test run).",
 )
 @_dataset_option
 @_root_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Dump to write (.h5).")
 @click.option("--trial", type=click.IntRange(1, 10), help="RegDB split (default: training's).")
+@click.option(
+    "--split",
+    type=click.Choice(("test", "val")),
+    default="test",
+    show_default=True,
+    help="Images to extract: the test set, or SYSU-MM01's validation ids (score them "
+    "with --protocol sysu-val-all).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--float16", is_flag=True, help="Store features as float16 (half the size).")
@@ -237,6 +291,7 @@ def extract_command(
     root: str,
     out: str,
     trial: int | None,
+    split: str,
     batch_size: int,
     workers: int,
     float16: bool,
@@ -248,7 +303,8 @@ def extract_command(
     device: str,
     quiet: bool,
 ) -> None:
-    """Write a v1 feature dump (z_e, z_r, z_f; cross z_e, same z_f) of the test set.
+    """Write a v1 feature dump (z_e, z_r, z_f; cross z_e, same z_f) of the test set
+    (or, with --split val, of SYSU-MM01's validation ids).
 
     The dump records the run: its seed (the config's train.seed), run (the run folder's
     name), selection (the checkpoint's, 'last' for a plain 'mixer train' run) and
@@ -271,5 +327,6 @@ def extract_command(
         name=name,
         stream=None if quiet else sys.stderr,
         metadata=run_metadata(seed=seed, run=run, selection=selection, trained_on=trained_on),
+        split=split,
     )
     click.echo(f"wrote {path}", err=True)

@@ -230,7 +230,9 @@ def results_from_rows(
                 synthetic = mentions_synthetic(str(row["model"]), str(run.get("description", "")))
         else:
             synthetic = row.get("synthetic") is True or mentions_synthetic(str(row["model"]))
-        seed = (run or {}).get("seed")
+        # a result file's row carries the run metadata itself (score --format json)
+        recorded = run if run is not None else row
+        seed = recorded.get("seed")
         results.append(
             Result(
                 dataset=str(row["dataset"]),
@@ -249,9 +251,9 @@ def results_from_rows(
                 protocol_version=protocol_version,
                 synthetic=synthetic,
                 reranked="+" in str(row.get("distance") or ""),
-                selection=str((run or {}).get("selection") or ""),
-                seed=seed if isinstance(seed, int) else None,
-                run=str((run or {}).get("run") or ""),
+                selection=str(recorded.get("selection") or ""),
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                run=str(recorded.get("run") or ""),
             )
         )
     return results

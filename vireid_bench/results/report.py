@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from vireid_bench.engine.scoring import METRICS, RESULT_KEYS
 from vireid_bench.protocol import PROTOCOL_VERSION
+from vireid_bench.results.run_fields import RUN_FIELDS, run_columns
 
 FORMATS = ("table", "markdown", "csv", "json")
 _SHORT = {"infrared": "I", "visible": "V", "mixed": "V+I"}
@@ -139,11 +140,14 @@ def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
     "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
 
     NaN (a skipped setting's metrics) becomes ``null``. A row carrying ``dump_sha256`` (the
-    ``score`` command adds the dump file's SHA-256) keeps it, after the result keys.
+    ``score`` command adds the dump file's SHA-256) keeps it, after the result keys, and
+    so do the dump's run metadata (:data:`~vireid_bench.results.run_fields.RUN_FIELDS`:
+    ``seed``, ``run``, ``selection``, ``trained_on``, ``synthetic``) that it carries.
     """
     results = [
         {key: _json_value(row[key]) for key in RESULT_KEYS}
         | ({"dump_sha256": row["dump_sha256"]} if "dump_sha256" in row else {})
+        | {key: row[key] for key in RUN_FIELDS if row.get(key) is not None}
         for row in rows
     ]
     payload = {
@@ -155,13 +159,19 @@ def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
 
 
 def render_csv(rows: Sequence[dict[str, object]]) -> str:
-    """Return CSV with the JSON keys as columns (unrounded values, empty for NaN)."""
+    """Return CSV with the JSON keys as columns (unrounded values, empty for NaN).
+
+    Run-metadata columns (``seed``, ``run``, ``selection``, ``trained_on``, ``synthetic``)
+    follow when any row carries the field; empty for rows that do not.
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_KEYS), lineterminator="\n")
+    extra = run_columns(rows)
+    writer = csv.DictWriter(buffer, fieldnames=[*RESULT_KEYS, *extra], lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(
             {key: "" if _json_value(row[key]) is None else row[key] for key in RESULT_KEYS}
+            | {key: "" if row.get(key) is None else row[key] for key in extra}
         )
     return buffer.getvalue()
 

@@ -107,15 +107,21 @@ def run_metadata(
 
     ``seed`` from the configuration's ``train.seed``; ``run`` the run folder's name
     (``RUN/checkpoints/last.pt`` -> ``RUN``); ``selection`` the checkpoint's own
-    (``"last"`` for a checkpoint written by a plain training run); ``trained_on`` the
-    dataset and split (RegDB: with its trial); ``synthetic`` when the images were synthetic.
+    (``"last"`` for a checkpoint written by a plain training run; ``model_best.pt`` of a
+    ``--select val`` run says ``"val"``); ``trained_on`` the dataset and split (RegDB: with
+    its trial; "without val ids" when the validation identities were held out);
+    ``synthetic`` when the images were synthetic.
     """
     config = state.get("config") or {}
     seed = (config.get("train") or {}).get("seed") if isinstance(config, Mapping) else None
     path = Path(checkpoint).resolve()
     folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     dataset = str(state.get("dataset", ""))
-    trained_on = f"{dataset} train" + (f" trial {state['trial']}" if dataset == "regdb" else "")
+    trained_on = (
+        f"{dataset} train"
+        + (" without val ids" if state.get("held_out_val") else "")
+        + (f" trial {state['trial']}" if dataset == "regdb" else "")
+    )
     found: dict[str, object] = {
         "seed": int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None,
         "run": folder.name or None,
@@ -141,6 +147,7 @@ def extract(
     stream: TextIO | None = sys.stderr,
     metadata: Mapping[str, object] | None = None,
     model: str | None = None,
+    split: str = "test",
 ) -> Path:
     """Write the feature dump of ``dataset``'s test split; return its path.
 
@@ -157,11 +164,15 @@ def extract(
             with different seeds get different ``name@hash`` attributes; give them one
             ``model`` to make them one group of runs for ``vireid-bench runs``. The hash
             stays in the description.
+        split: ``test`` (default) or ``val`` (SYSU-MM01's validation ids, scored with the
+            ``sysu-val-*`` protocols).
     """
     dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
     network, state = load_checkpoint(checkpoint)
     trial = state["trial"] if trial is None else trial
-    frame = image_index(dataset, root, "test", trial)
+    if split not in ("test", "val"):
+        raise MixerInputError(f"--split {split!r}: test or val")
+    frame = image_index(dataset, root, split, trial)
     done = [0]
 
     def progress(n: int) -> None:

@@ -15,20 +15,24 @@ import numpy as np
 from vireid_bench.errors import DatasetError
 from vireid_bench.protocol.datasets import index_llcm, index_regdb, index_sysu
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "val")
 COLUMNS = ("path", "pid", "cam", "modality")
 
 
-def image_index(dataset: str, root: str | Path, split: str, trial: int = 1):
+def image_index(
+    dataset: str, root: str | Path, split: str, trial: int = 1, *, hold_out_val: bool = False
+):
     """Return the ``split`` images of ``dataset`` under ``root`` as a DataFrame.
 
     Args:
         dataset: ``"sysu-mm01"``, ``"regdb"`` or ``"llcm"``.
         root: the dataset root directory.
         split: ``"train"`` (SYSU-MM01: ``trainval``, the train and validation ids, as the
-            AGW code trains) or ``"test"`` (every test image; the scorer samples query
-            and gallery).
+            AGW code trains), ``"test"`` (every test image; the scorer samples query
+            and gallery) or ``"val"`` (SYSU-MM01 only: the ``exp/val_id.txt`` ids).
         trial: RegDB's split number 1..10 (ignored elsewhere).
+        hold_out_val: with ``split="train"``, leave the validation ids out (SYSU-MM01:
+            ``train_id.txt`` only), for a run that selects its checkpoint on them.
 
     Returns:
         DataFrame with columns ``path`` (str), ``pid``, ``cam`` (int64), ``modality``
@@ -40,8 +44,14 @@ def image_index(dataset: str, root: str | Path, split: str, trial: int = 1):
 
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r} (valid: {', '.join(SPLITS)})")
+    if (split == "val" or hold_out_val) and dataset != "sysu-mm01":
+        raise DatasetError(
+            f"{dataset} has no validation split in its split files (only SYSU-MM01 ships "
+            "one, exp/val_id.txt; docs/datasets.md)"
+        )
     if dataset == "sysu-mm01":
-        frame = index_sysu(root, "trainval" if split == "train" else "test")
+        sysu_split = {"train": "train" if hold_out_val else "trainval"}.get(split, split)
+        frame = index_sysu(root, sysu_split)
     elif dataset == "regdb":
         if not 1 <= trial <= 10:
             raise DatasetError(f"RegDB trial must be 1..10, got {trial}")

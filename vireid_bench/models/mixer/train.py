@@ -7,6 +7,9 @@ A run directory holds:
   completed epoch, replaced atomically every epoch (``--resume`` continues from it);
   with ``train.keep_every = k`` also ``checkpoints/epoch_XXX.pt`` (weights only) every k
   epochs;
+* with ``select="val"`` or ``"test"``: ``checkpoints/model_best.pt`` (weights of the best
+  evaluated epoch, with ``selection``) and ``checkpoints/selection_log.csv``
+  (:mod:`vireid_bench.models.mixer.selection`);
 * ``train_log.csv``: one row per iteration: epoch, iteration, step, learning rate, the
   weighted total, every loss term (empty when switched off) and images/s.
 
@@ -50,6 +53,7 @@ from vireid_bench.models.mixer.pipeline import (
     is_compile_error,
     train_loader,
 )
+from vireid_bench.models.mixer.selection import BestKeeper, check_select, due
 
 CHECKPOINT_FORMAT = "vireid-bench-mixer-1"
 LOG_COLUMNS = ("epoch", "iteration", "step", "lr", "loss", *TERMS, "images_per_s")
@@ -102,6 +106,9 @@ class TrainResult:
     last_loss: float
     images_per_s: float
     log: Path
+    best: Path | None = None
+    best_epoch: int | None = None
+    best_value: float | None = None
 
 
 class _Progress:
@@ -202,6 +209,9 @@ def train(
     resume: bool = False,
     stream: TextIO | None = sys.stderr,
     echo: Callable[[str], None] | None = None,
+    select: str = "last",
+    scorer: Callable[[torch.nn.Module], float] | None = None,
+    select_every: int = 1,
 ) -> TrainResult:
     """Train MixER on ``dataset``'s train split; return the last checkpoint.
 
@@ -216,7 +226,15 @@ def train(
             the same except ``optim.epochs``, which may grow).
         stream: where the progress bar goes (None: silent).
         echo: where one-line notices go (default: ``stream``).
+        select: ``last`` (default), ``val`` or ``test``
+            (:mod:`vireid_bench.models.mixer.selection`); with ``val`` the validation
+            identities are held out of training.
+        scorer: with ``select`` val/test: model -> mAP on the selection split.
+        select_every: evaluate every N epochs (and after the last).
     """
+    check_select(select, dataset, select_every)
+    if select != "last" and scorer is None:
+        raise ValueError(f"select={select!r} needs a scorer")
     if echo is None:
 
         def echo(message: str) -> None:
@@ -236,6 +254,8 @@ def train(
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: not a MixER checkpoint")
         differences = _config_differences(_without_epochs(state["config"]), _without_epochs(config))
+        if state.get("select", "last") != select:
+            differences.append(f"--select {state.get('select', 'last')}")
         if differences or state["dataset"] != dataset or state["trial"] != trial:
             what = ", ".join(differences) or "dataset/trial"
             raise ValueError(f"{last_path}: --resume with a different configuration ({what})")
@@ -249,7 +269,7 @@ def train(
     seed = config["train"]["seed"]
     torch.manual_seed(seed)
 
-    frame = image_index(dataset, root, "train", trial)
+    frame = image_index(dataset, root, "train", trial, hold_out_val=select == "val")
     class_pids = np.unique(frame["pid"].to_numpy(dtype=np.int64))
     labels = np.searchsorted(class_pids, frame["pid"].to_numpy(dtype=np.int64))
     data = ImageListDataset(frame, root, train_transforms(config["input"]), labels)
@@ -316,6 +336,9 @@ def train(
     writer = csv.DictWriter(log_handle, fieldnames=LOG_COLUMNS)
     if new_log:
         writer.writeheader()
+    keeper = None
+    if select != "last":
+        keeper = BestKeeper(checkpoints, select, None if state is None else state.get("best"))
     progress = _Progress(stream, config["train"]["log_every"])
     epochs = optim_cfg["epochs"]
     last_loss, throughput = float("nan"), 0.0
@@ -374,20 +397,32 @@ def train(
                 "dataset": dataset,
                 "trial": trial,
                 "class_pids": class_pids.tolist(),
+                "select": select,
+                "held_out_val": select == "val",
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
             }
+            weights = {
+                k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler", "scaler")
+            }
+            if keeper is not None and due(select, epoch + 1, epochs, select_every):
+                value = float(scorer(model))
+                if keeper.update(epoch + 1, value, weights):
+                    echo(f"epoch {epoch + 1}: {select} mAP {value:.2f} (best so far)")
+                else:
+                    echo(f"epoch {epoch + 1}: {select} mAP {value:.2f} (best {keeper.value:.2f})")
+                checkpoint["best"] = keeper.record()
+            elif keeper is not None:
+                checkpoint["best"] = keeper.record()
             _atomic_save(checkpoint, last_path)
             keep = config["train"]["keep_every"]
             if keep and (epoch + 1) % keep == 0:
-                weights = {
-                    k: v
-                    for k, v in checkpoint.items()
-                    if k not in ("optimizer", "scheduler", "scaler")
-                }
                 _atomic_save(weights, checkpoints / f"epoch_{epoch + 1:03d}.pt")
     finally:
         log_handle.close()
-    return TrainResult(last_path, max(start_epoch, epochs), last_loss, throughput, log_path)
+    result = TrainResult(last_path, max(start_epoch, epochs), last_loss, throughput, log_path)
+    if keeper is not None and keeper.epoch is not None:
+        result.best, result.best_epoch, result.best_value = keeper.path, keeper.epoch, keeper.value
+    return result

@@ -37,6 +37,7 @@ import numpy as np
 
 from vireid_bench.errors import DatasetError, ProtocolError
 from vireid_bench.io.dump import INFRARED, VISIBLE, FeatureDump
+from vireid_bench.protocol.canonical import compare_with_manifest
 from vireid_bench.protocol.conventions import (
     Convention,
     DatasetPreset,
@@ -240,8 +241,17 @@ def _parse_path(parts: list[str]) -> tuple[int, int, int, int, str]:
     return int(parts[-2]), cam, cam, CAMERA_MODALITY[cam], parts[-1]
 
 
-def _variant_label(mode: str, shots: int, sampler: str) -> str:
-    tokens = [mode]
+VALIDATION = "val"
+"""Leading token of the validation variants (``val-all``: the ``sysu-val-*`` protocols)."""
+
+
+def is_validation(variant: str) -> bool:
+    """Whether a SYSU variant label is a validation one (``val-all``, ``val-indoor``)."""
+    return variant.split("-")[0] == VALIDATION
+
+
+def _variant_label(mode: str, shots: int, sampler: str, validation: bool = False) -> str:
+    tokens = [VALIDATION, mode] if validation else [mode]
     if shots == MULTI_SHOTS:
         tokens.append("multi")
     elif shots != 1:
@@ -254,6 +264,8 @@ def _variant_label(mode: str, shots: int, sampler: str) -> str:
 def parse_variant(variant: str) -> tuple[str, int, str]:
     """Read a SYSU variant label (``all``, ``indoor-multi``, ``all-official``) back.
 
+    A validation label (``val-all``) reads as its mode (see :func:`is_validation`).
+
     Returns:
         (mode, shots, sampler).
 
@@ -261,6 +273,8 @@ def parse_variant(variant: str) -> tuple[str, int, str]:
         ProtocolError: for a label this convention does not write.
     """
     tokens = variant.split("-") if variant else ["all"]
+    if tokens[0] == VALIDATION and len(tokens) > 1:
+        tokens = tokens[1:]
     mode, shots, sampler = tokens[0], 1, "agw"
     if mode not in MODES:
         raise ProtocolError(f"unknown SYSU-MM01 variant {variant!r} (mode all or indoor)")
@@ -341,7 +355,8 @@ class SYSUConvention(Convention):
         entry = check_dataset_preset(preset, self.name)
         if entry is not None:
             mode, shots, _ = parse_variant(entry.variant)
-            return [_variant_label(mode, shots, self.sampler_for(shots))]
+            validation = is_validation(entry.variant)
+            return [_variant_label(mode, shots, self.sampler_for(shots), validation)]
         modes = ("all", "indoor") if preset.gallery_modality == "opposite" else ("all",)
         sampler = self.sampler_for(self.shots)
         return [_variant_label(mode, self.shots, sampler) for mode in modes]
@@ -398,6 +413,8 @@ class SYSUConvention(Convention):
         both modalities (``mixed``, ``same``), in camera-number order.
         """
         mode, shots, sampler = parse_variant(variant)
+        if is_validation(variant):
+            check_validation_dump(dump)
         groups = self.groups(dump)
         visible = MODES[mode]
         query_cams = INFRARED_CAMERAS if query_modality == INFRARED else visible
@@ -428,6 +445,27 @@ class SYSUConvention(Convention):
         return plans
 
 
+def check_validation_dump(dump: FeatureDump) -> None:
+    """Refuse to score the test set under a validation protocol (``sysu-val-*``).
+
+    A validation protocol is meant for a dump of the ``val`` split (``exp/val_id.txt``;
+    ``vireid-bench index sysu-mm01 --split val``). A dump that is the canonical test set
+    (it matches the packaged manifest: 96 identities, 3,803 infrared images, the
+    single-shot gallery sizes; :mod:`vireid_bench.protocol.canonical`) is refused:
+    numbers chosen on it are test numbers.
+
+    Raises:
+        ProtocolError: naming the dump when it is the canonical test set.
+    """
+    report = compare_with_manifest(dump)
+    if report is not None and report.canonical:
+        raise ProtocolError(
+            f"{dump.source}: is the canonical SYSU-MM01 test set; the sysu-val-* protocols "
+            "score the validation identities (exp/val_id.txt: 'vireid-bench index "
+            "sysu-mm01 --split val'); use sysu-all-single for the test set"
+        )
+
+
 register_convention(SYSUConvention())
 
 for _name, _variant, _words in (
@@ -435,6 +473,16 @@ for _name, _variant, _words in (
     ("sysu-indoor-single", "indoor", "SYSU-MM01 indoor-search, single-shot"),
     ("sysu-all-multi", "all-multi", "SYSU-MM01 all-search, multi-shot (10)"),
     ("sysu-indoor-multi", "indoor-multi", "SYSU-MM01 indoor-search, multi-shot (10)"),
+    (
+        "sysu-val-all",
+        "val-all",
+        "SYSU-MM01 validation ids (val_id.txt), all-search, single-shot",
+    ),
+    (
+        "sysu-val-indoor",
+        "val-indoor",
+        "SYSU-MM01 validation ids (val_id.txt), indoor-search, single-shot",
+    ),
 ):
     register_dataset_preset(
         DatasetPreset(
