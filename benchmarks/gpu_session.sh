@@ -15,9 +15,9 @@
 #   DEVICE=cpu SMOKE=1 SCORE_ARGS="--pool 4000 --big-gallery 20000" \
 #       bash benchmarks/gpu_session.sh /tmp/gpu-smoke dist/vireid_bench-*.whl
 #
-# Caps, seconds (env): SCORE_CAP 100, then gpu_session_mixer.sh's WARMUP_CAP 60, CALIB_CAP
-# 150, ABLATION_CAP 160, THROUGHPUT_CAP 90 (COMPILE 0): 560 s at most, plus installs and
-# packing.
+# Caps, seconds (env): SCORE_CAP 100, then gpu_session_mixer.sh's WARMUP_CAP 90, CALIB_CAP
+# 140, ABLATION_CAP 150, THROUGHPUT_CAP 80 (COMPILE 0): 560 s at most, plus the install and
+# packing. The wheel is installed once (SITE), so the Numba cache is shared by the steps.
 set -uo pipefail
 OUT=${1:?usage: gpu_session.sh OUT WHEEL}
 WHEEL=${2:?usage: gpu_session.sh OUT WHEEL}
@@ -25,8 +25,8 @@ PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 SCORE_CAP=${SCORE_CAP:-100}
 SCORE_ARGS=${SCORE_ARGS:-}
-export WARMUP_CAP=${WARMUP_CAP:-60} CALIB_CAP=${CALIB_CAP:-150}
-export ABLATION_CAP=${ABLATION_CAP:-160} THROUGHPUT_CAP=${THROUGHPUT_CAP:-90}
+export WARMUP_CAP=${WARMUP_CAP:-90} CALIB_CAP=${CALIB_CAP:-140}
+export ABLATION_CAP=${ABLATION_CAP:-150} THROUGHPUT_CAP=${THROUGHPUT_CAP:-80}
 export COMPILE=${COMPILE:-0} DEVICE PYTHON
 mkdir -p "$OUT/raw"
 OUT=$(cd "$OUT" && pwd)
@@ -43,7 +43,7 @@ echo "=== score (cap ${SCORE_CAP}s)"
     --csv "$OUT/gpu_score.csv") 2>&1 | tee "$OUT/raw/score_log.txt"
 echo "score rc=${PIPESTATUS[0]} seconds=$(( $(date +%s) - START ))" | tee "$OUT/raw/score_status.txt"
 
-PYTHONUNBUFFERED=1 bash "$REPO/benchmarks/gpu_session_mixer.sh" "$OUT/raw/mixer" "$WHEEL"
+SITE=$SITE PYTHONUNBUFFERED=1 bash "$REPO/benchmarks/gpu_session_mixer.sh" "$OUT/raw/mixer" "$WHEEL"
 
 for f in calibration.csv status.txt; do
     [ -f "$OUT/raw/mixer/$f" ] && cp "$OUT/raw/mixer/$f" "$OUT/mixer_$f"

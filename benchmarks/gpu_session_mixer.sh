@@ -77,8 +77,12 @@ step() {  # step NAME CAP COMMAND...: run under timeout, record rc and seconds, 
     echo "$name rc=$rc seconds=$took $what" >> "$OUT/status.txt"
 }
 
-SITE=$(mktemp -d)/site
-"$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$WHEEL" || { echo "wheel install FAILED"; exit 2; }
+# SITE (env): an existing install of the wheel to reuse (gpu_session.sh passes its own, so
+# the Numba cache written by the scoring step is reused here)
+if [ -z "${SITE:-}" ] || [ ! -d "$SITE/vireid_bench" ]; then
+    SITE=$(mktemp -d)/site
+    "$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$WHEEL" || { echo "wheel install FAILED"; exit 2; }
+fi
 export PYTHONPATH=$SITE
 cd "$(dirname "$SITE")"  # the wheel, not the working tree, is imported
 DEVICE=$DEVICE "$PYTHON" - <<'EOF'
