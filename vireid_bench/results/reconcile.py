@@ -421,6 +421,7 @@ def reconcile(
                         method,
                         params,
                         order,
+                        recipe=context.recipe,
                     )
         except VireidBenchError as exc:
             for outcome, _ in members:
