@@ -414,7 +414,7 @@ def reconcile(
         key = (variant.features, variant.recipe, variant.rerank, variant.rerank_order)
         groups.setdefault(key, []).append((outcome, setup))
 
-    for (_, method, order), members in groups.items():
+    for (_, _, method, order), members in groups.items():
         tasks = [task for _, setup in members for task in setup.tasks]
         context = members[0][1].context
         try:
