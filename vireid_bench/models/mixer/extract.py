@@ -7,8 +7,9 @@ averaged (test-time flip augmentation) into ``z_e`` and ``z_r``; then
 ``same_features = z_f`` (``default_features = z_e``), and, by default, the authors'
 inference recipe as ``distance_recipe`` (:data:`AUTHORS_RECIPE`; scored by default,
 ``score --recipe policy`` scores the paper's policy). A baseline checkpoint (no related
-branch) gives ``z_e`` only, and no recipe. Rows follow the indexer's order; ``path``, ``pid``, ``cam`` and
-``modality`` come from it. The ``model`` attribute names the model and its config hash.
+branch) gives ``z_e`` only, and no recipe. Rows follow the indexer's order; ``path``,
+``pid``, ``cam`` and ``modality`` come from it. The ``model`` attribute names the model
+and its config hash.
 """
 
 from __future__ import annotations
