@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 import vireid_bench
 from vireid_bench.cli.main import cli
-from vireid_bench.engine import scoring
+from vireid_bench.engine import distances, scoring
 from vireid_bench.engine.distances import check_distances, normalised
 from vireid_bench.engine.scoring import MemoryOptions, evaluate
 from vireid_bench.errors import DumpError, ProtocolError
@@ -187,14 +187,15 @@ def test_non_finite_distance_block_is_never_scored(tmp_path, monkeypatch, path_n
 
 def test_non_finite_rerank_distance_is_never_scored(tmp_path, monkeypatch):
     dump = load_dump(known_dump(tmp_path / "k.h5"))
-    real = scoring.rerank_scoring.distance_block
+    real = distances.distance_block
 
     def poisoned(*args):
         dist = real(*args)
         dist[..., 0] = np.inf
         return dist
 
-    monkeypatch.setattr(scoring.rerank_scoring, "distance_block", poisoned)
+    # re-ranking computes its distances with the per-pair recipe (engine.distances)
+    monkeypatch.setattr(distances, "distance_block", poisoned)
     with pytest.raises(DumpError, match=r"features/default: .*NaN or infinite"):
         cross_r1(dump, rerank="k-reciprocal")
 

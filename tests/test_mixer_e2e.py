@@ -119,7 +119,9 @@ def test_scoring_every_setting(dump_path):
     }
     assert (frame["status"] == "ok").all(), frame[["protocol", "status"]]
     assert frame[["rank1", "mAP", "mINP"]].notna().all().all()
-    assert set(frame["features"]) == {"z_e/z_f"}
+    # mixer extract records the authors' recipe (docs/mixer.md); 'policy' scores the paper's
+    assert set(frame["features"]) == {"vv: z_e; ii: 0.7*z_r + 0.3; vi: z_e"}
+    assert set(score(dump_path, "mix", recipe="policy")["features"]) == {"z_e/z_f"}
     for features in ("z_e", "z_r"):
         single = score(dump_path, "mix-id,cross", features=features)
         assert (single["status"] == "ok").all() and set(single["features"]) == {features}

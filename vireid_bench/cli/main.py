@@ -92,6 +92,11 @@ def cli() -> None:
     help="Use this feature set for every pair (default: the dump's cross/same-modality policy).",
 )
 @click.option(
+    "--recipe",
+    help="Per-pair distance recipe, e.g. 'vv: z_f; ii: 0.7*z_r + z_e; vi: z_e' (overrides the "
+    "dump's distance_recipe; 'policy': the cross/same-modality policy). docs/dump-format.md.",
+)
+@click.option(
     "--distance",
     type=click.Choice(["cosine", "euclidean"]),
     help="Distance: cosine on L2-normalised features, or Euclidean.  [default: cosine]",
@@ -216,6 +221,7 @@ def score_command(
     output: str | None,
     parents: bool,
     features: str | None,
+    recipe: str | None,
     distance: str | None,
     metric_alias: str | None,
     cmc: str | None,
@@ -257,6 +263,7 @@ def score_command(
     """
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.engine.distributed import ScoreRequest, evaluate_requests
+    from vireid_bench.engine.plans import recipe_feature_sets
     from vireid_bench.engine.scoring import MemoryOptions, evaluate
     from vireid_bench.io.dump import declared_feature_bytes, load_dump
     from vireid_bench.io.memory import parse_memory_limit
@@ -304,6 +311,7 @@ def score_command(
         rerank_params = validate(rerank, rerank_params, distance)
     options = {
         "features": features,
+        "recipe": recipe,
         "distance": distance,
         "cmc": cmc,
         "trials": trials,
@@ -367,6 +375,7 @@ def score_command(
                 rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
         for path in dumps if chosen.kind == "local" else ():
             wanted = [features] if features else []
+            wanted += recipe_feature_sets(recipe)
             declared = declared_feature_bytes(path, wanted, allow_external=allow_external)
             lazy = rerank == "none" and device is None and declared > limit // 2
             dump = load_dump(path, feature_sets=wanted, lazy=lazy, allow_external=allow_external)

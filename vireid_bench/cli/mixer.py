@@ -281,6 +281,15 @@ def train_command(
     "--name",
     help="Model name in the dump, followed by '@<config hash>' (default: MixER-<backbone>).",
 )
+@click.option(
+    "--recipe",
+    "recipe",
+    type=click.Choice(["authors", "paper"]),
+    default="authors",
+    show_default=True,
+    help="authors: record the authors' inference recipe (ContPartReid) as the dump's "
+    "distance_recipe; paper: none (the paper's z_e across / z_f within policy only).",
+)
 @run_metadata_options
 @_device_option
 @click.option("--quiet", is_flag=True, help="No progress line.")
@@ -296,6 +305,7 @@ def extract_command(
     workers: int,
     float16: bool,
     name: str | None,
+    recipe: str,
     seed: int | None,
     run: str | None,
     selection: str | None,
@@ -305,6 +315,10 @@ def extract_command(
 ) -> None:
     """Write a v1 feature dump (z_e, z_r, z_f; cross z_e, same z_f) of the test set
     (or, with --split val, of SYSU-MM01's validation ids).
+
+    By default the dump also records the MixER authors' inference recipe
+    ('vv: z_e; ii: 0.7*z_r + 0.3; vi: z_e', docs/mixer.md), which 'score' applies unless
+    given '--recipe policy'; '--recipe paper' leaves it out.
 
     The dump records the run: its seed (the config's train.seed), run (the run folder's
     name), selection (the checkpoint's, 'last' for a plain 'mixer train' run) and
@@ -328,5 +342,6 @@ def extract_command(
         stream=None if quiet else sys.stderr,
         metadata=run_metadata(seed=seed, run=run, selection=selection, trained_on=trained_on),
         split=split,
+        authors_recipe=recipe == "authors",
     )
     click.echo(f"wrote {path}", err=True)

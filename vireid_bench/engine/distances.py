@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from vireid_bench.errors import DumpError
+from vireid_bench.io.dump_format import VISIBLE
+from vireid_bench.io.recipe import DistanceRecipe, PairRecipe
 
 DISTANCES = ("cosine", "euclidean")
 
@@ -243,13 +245,13 @@ def row_reader(
 
 
 def prepared_features(
-    source: str, split, names: tuple[str, str], distance: str, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the (cross, same) feature arrays ready for :func:`distance_block`.
+    source: str, split, names: tuple[str, ...], distance: str, rows: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Return the feature arrays of ``names`` ready for :func:`distance_block`.
 
     Cosine: L2-normalised (``rows`` checked for zero norm). Euclidean: times the split's
-    :func:`euclidean_scale` (the arrays themselves when it is 0). ``same`` is ``cross``
-    itself when both names are the same set.
+    :func:`euclidean_scale` over every named set (the arrays themselves when it is 0).
+    A name given twice returns the same array object (``same is cross`` for the v1 pair).
     """
     scale = 0
     if distance == "euclidean":
@@ -263,5 +265,118 @@ def prepared_features(
             array = np.ldexp(array, scale).astype(np.float32, copy=False)
         return array
 
-    cross = prepare(names[0])
-    return cross, cross if names[1] == names[0] else prepare(names[1])
+    done: dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in done:
+            done[name] = prepare(name)
+    return tuple(done[name] for name in names)
+
+
+def recipe_distances(
+    recipe: DistanceRecipe,
+    block_of: Callable[[str], object],
+    q_mod,
+    g_mod,
+    where: Callable = np.where,
+):
+    """The distance block under a per-pair ``recipe`` (docs/dump-format.md).
+
+    The one place every backend combines per-set distances, so the arithmetic is the same
+    everywhere: for each pair kind, float32 ``w * d(set)`` (no product when ``w`` is 1)
+    summed in the order written, then ``+ constant``; each pair then takes its kind's sum.
+
+    Args:
+        recipe: the validated recipe.
+        block_of: ``name -> float32 distance block of that set`` (numpy or torch; called
+            at most once per set; the caller checks it for NaN / Inf).
+        q_mod, g_mod: modality codes that broadcast against the block (``q[:, None]`` and
+            ``g[None, :]`` for a block; two 1-D arrays for a list of pairs).
+        where: ``numpy.where`` or ``torch.where``.
+
+    A recipe that is one set for every pair returns ``block_of(set)`` itself (no copy).
+    """
+    single = recipe.single_set
+    if single is not None:
+        return block_of(single)
+    blocks: dict[str, object] = {}
+    sums: dict[tuple, object] = {}
+
+    def one(name: str):
+        if name not in blocks:
+            blocks[name] = block_of(name)
+        return blocks[name]
+
+    def total(pair: PairRecipe):
+        key = (pair.terms, pair.offset)
+        if key not in sums:
+            value = None
+            for weight, name in pair.terms:
+                term = one(name)
+                if weight != 1.0:
+                    term = term * weight
+                value = term if value is None else value + term
+            if pair.offset:
+                value = value + pair.offset
+            sums[key] = value
+        return sums[key]
+
+    q_vis = q_mod == VISIBLE
+    g_vis = g_mod == VISIBLE
+    if (recipe.vv.terms, recipe.vv.offset) == (recipe.ii.terms, recipe.ii.offset):
+        return where(q_vis == g_vis, total(recipe.vv), total(recipe.vi))
+    out = where(q_vis & g_vis, total(recipe.vv), total(recipe.vi))
+    return where(~(q_vis | g_vis), total(recipe.ii), out)
+
+
+def recipe_matrices(recipe: DistanceRecipe) -> int:
+    """How many float32 blocks of one shape :func:`recipe_distances` may hold at once (for
+    block sizing): 1 for one set; else one per set, one per distinct pair sum and the
+    output."""
+    if recipe.single_set is not None:
+        return 1
+    sums = {(getattr(recipe, k).terms, getattr(recipe, k).offset) for k in ("vv", "ii", "vi")}
+    plain = sum(
+        1 for terms, offset in sums if len(terms) == 1 and terms[0][0] == 1.0 and not offset
+    )
+    return len(recipe.feature_sets) + (len(sums) - plain) + 1
+
+
+def recipe_row_readers(
+    source: str, split, recipe: DistanceRecipe, distance: str
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """One :func:`row_reader` per feature set of ``recipe`` (one Euclidean scale for all)."""
+    names = recipe.feature_sets
+    scale = 0
+    if distance == "euclidean":
+        scale = euclidean_scale(source, ((name, split.features[name]) for name in names))
+    return {
+        name: row_reader(source, name, split.features[name], distance, scale) for name in names
+    }
+
+
+def recipe_block(
+    recipe: DistanceRecipe,
+    query: dict[str, np.ndarray],
+    gallery: dict[str, np.ndarray],
+    q_mod: np.ndarray,
+    g_mod: np.ndarray,
+    distance: str,
+    source: str,
+    gallery_sq: dict[str, np.ndarray | None] | None = None,
+) -> np.ndarray:
+    """NumPy distance block under ``recipe`` from prepared rows per set, each set's block
+    checked for NaN / Inf (naming ``source`` and the set); ``gallery_sq``: Euclidean
+    squared norms per set (computed when missing)."""
+
+    def block_of(name: str) -> np.ndarray:
+        g = gallery[name]
+        sq = None
+        if distance == "euclidean":
+            sq = (gallery_sq or {}).get(name)
+            if sq is None:
+                sq = np.einsum("ij,ij->i", g, g)
+        return check_distances(distance_block(query[name], g, distance, sq), source, name)
+
+    return recipe_distances(
+        recipe, block_of, np.asarray(q_mod)[:, None], np.asarray(g_mod)[None, :]
+    )

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vireid_bench.engine.plans import recipe_feature_sets
 from vireid_bench.engine.scheduler import (
     DEFAULT_BLOCK_QUERIES,
     DistributedError,
@@ -98,7 +99,8 @@ class ScoreRequest:
     def feature_sets(self) -> list[str]:
         """The feature sets to load besides the dump's defaults."""
         chosen = self.options.get("features")
-        return [chosen] if isinstance(chosen, str) else []
+        recipe_sets = recipe_feature_sets(self.options.get("recipe"))  # type: ignore[arg-type]
+        return ([chosen] if isinstance(chosen, str) else []) + recipe_sets
 
 
 # --------------------------------------------------------------------------- entry points

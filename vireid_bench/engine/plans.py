@@ -20,6 +20,7 @@ from vireid_bench.engine.distances import DISTANCES
 from vireid_bench.engine.kernels import empty_query_scores
 from vireid_bench.errors import DumpError, EmptyEvaluationError, ProtocolError
 from vireid_bench.io.dump import MODALITY_CODES, MODALITY_NAMES, FeatureDump
+from vireid_bench.io.recipe import DistanceRecipe, RecipeError, parse_recipe
 from vireid_bench.protocol import PROTOCOL_VERSION, Preset
 from vireid_bench.protocol.conventions import Convention, EvaluationPlan, get_convention
 from vireid_bench.protocol.registry import check_dataset_name
@@ -106,6 +107,62 @@ class Task:
     scores: list[PlanScores] = field(default_factory=list)
 
 
+POLICY = "policy"
+"""``--recipe policy``: score with ``cross_features`` / ``same_features`` even when the dump
+has a ``distance_recipe``."""
+
+
+def distance_recipe(
+    dump: FeatureDump, features: str | None, recipe: str | DistanceRecipe | None
+) -> DistanceRecipe | None:
+    """The recipe to score with: ``--features`` (one set), else ``recipe`` (text,
+    :data:`POLICY`, or parsed), else the dump's ``distance_recipe``; None means the v1
+    policy.
+
+    Raises:
+        ProtocolError: ``features`` and ``recipe`` both given, or a malformed ``recipe``
+            (one line, ``--recipe: PAIR: problem``).
+    """
+    if features is not None and recipe is not None:
+        raise ProtocolError("--recipe: cannot be combined with --features (one set for every pair)")
+    if features is not None:
+        return None
+    if recipe is None:
+        return dump.distance_recipe
+    if isinstance(recipe, DistanceRecipe):
+        missing = [n for n in recipe.feature_sets if n not in dump.feature_dims]
+        if missing:
+            raise ProtocolError(
+                f"--recipe: unknown feature set {missing[0]!r} "
+                f"(available: {', '.join(dump.feature_dims)})"
+            )
+        return recipe
+    if recipe.strip() == POLICY:
+        return None
+    try:
+        return parse_recipe(recipe, list(dump.feature_dims))
+    except RecipeError as exc:
+        raise ProtocolError(f"--recipe: {exc}") from None
+
+
+def recipe_feature_sets(recipe: str | DistanceRecipe | None) -> list[str]:
+    """The feature sets a ``recipe`` option needs loaded (none for None / ``policy``).
+
+    Raises:
+        ProtocolError: a malformed recipe (``--recipe: PAIR: problem``).
+    """
+    if recipe is None:
+        return []
+    if isinstance(recipe, DistanceRecipe):
+        return list(recipe.feature_sets)
+    if recipe.strip() == POLICY:
+        return []
+    try:
+        return list(parse_recipe(recipe).feature_sets)
+    except RecipeError as exc:
+        raise ProtocolError(f"--recipe: {exc}") from None
+
+
 def feature_names(dump: FeatureDump, features: str | None) -> tuple[str, str]:
     if features is None:
         return dump.cross_features, dump.same_features
@@ -145,9 +202,12 @@ class ScoringContext:
 
     Attributes:
         source: the dump's file (as given to :func:`~vireid_bench.io.dump.load_dump`).
-        cross_name, same_name: the feature sets for cross- and same-modality pairs.
+        cross_name, same_name: the feature sets for cross- and same-modality pairs (of
+            the v1 policy; with a ``recipe`` they only label).
         distance: ``"cosine"`` or ``"euclidean"``.
         convention: the dataset convention (camera keys).
+        recipe: the per-pair distance recipe; None means the v1 policy
+            ``vv: same; ii: same; vi: cross`` (:attr:`pair_recipe`).
     """
 
     source: str
@@ -155,11 +215,20 @@ class ScoringContext:
     same_name: str
     distance: str
     convention: Convention
+    recipe: DistanceRecipe | None = None
+
+    @property
+    def pair_recipe(self) -> DistanceRecipe:
+        """The recipe every backend applies
+        (:func:`~vireid_bench.engine.distances.recipe_distances`)."""
+        if self.recipe is not None:
+            return self.recipe
+        return DistanceRecipe.from_policy(self.cross_name, self.same_name)
 
     @property
     def feature_sets(self) -> list[str]:
         """The feature sets a worker has to load to score with this context."""
-        return list(dict.fromkeys((self.cross_name, self.same_name)))
+        return list(self.pair_recipe.feature_sets)
 
 
 @dataclass
@@ -232,6 +301,7 @@ def plan_evaluation(
     query_modalities: Iterable[str] | None = None,
     strict: bool = False,
     convention: Convention | None = None,
+    recipe: str | DistanceRecipe | None = None,
 ) -> EvaluationSetup:
     """Phase (a) of :func:`evaluate`: validate the options and build the tasks.
 
@@ -256,6 +326,7 @@ def plan_evaluation(
             stacklevel=3,
         )
     cross_name, same_name = feature_names(dump, features)
+    chosen_recipe = distance_recipe(dump, features, recipe)
     wanted_modalities = None
     if query_modalities is not None:
         wanted_modalities = set(query_modalities)
@@ -269,7 +340,11 @@ def plan_evaluation(
         "dump": os.path.basename(dump.source),
         "dataset": dump.dataset,
         "model": dump.model,
-        "features": cross_name if cross_name == same_name else f"{cross_name}/{same_name}",
+        "features": (
+            chosen_recipe.label
+            if chosen_recipe is not None
+            else cross_name if cross_name == same_name else f"{cross_name}/{same_name}"
+        ),
         "distance": distance,
     }
 
@@ -294,7 +369,9 @@ def plan_evaluation(
                     skip(preset, variant, modality, f"no {modality_name} query in the dump")
                     continue
                 tasks.append(Task(preset, variant, modality, preset_cmc, plans))
-    context = ScoringContext(dump.source, cross_name, same_name, distance, convention)
+    context = ScoringContext(
+        dump.source, cross_name, same_name, distance, convention, chosen_recipe
+    )
     return EvaluationSetup(tuple(presets), base, tasks, skipped, context, strict)
 
 

@@ -29,17 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid_bench.engine.distances import (
-    check_distances,
-    distance_block,
-    euclidean_scale,
-    row_reader,
-)
+from vireid_bench.engine.distances import recipe_block, recipe_matrices, recipe_row_readers
 from vireid_bench.engine.plans import Task, gallery_modality_name, plan_evaluation, split_jobs
 from vireid_bench.engine.reference import exclusion_mask
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
 from vireid_bench.io.files import OutputError, atomic_output
+from vireid_bench.io.recipe import DistanceRecipe
 from vireid_bench.protocol import Preset
 from vireid_bench.protocol.conventions import Convention, EvaluationPlan
 
@@ -62,6 +58,7 @@ def iter_ranklists(
     query_modalities: Iterable[str] | None = None,
     convention: Convention | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    recipe: object = None,
 ) -> Iterator[list[Record]]:
     """Yield blocks of rank-list records, setting by setting, trial by trial, query by query.
 
@@ -90,11 +87,12 @@ def iter_ranklists(
             trials=trials,
             query_modalities=query_modalities,
             convention=convention,
+            recipe=recipe,
         )
     context = setup.context
     # the columns in-process scoring uses: per split, the union of every plan's pool
     pools = {k: split_jobs(setup.tasks, k)[2] for k in range(len(dump.splits))}
-    galleries = _GalleryCache(dump, context.cross_name, context.same_name, distance, pools)
+    galleries = _GalleryCache(dump, context.pair_recipe, distance, pools)
     for task in setup.tasks:
         for plan in task.plans:
             yield from _plan_records(
@@ -108,18 +106,17 @@ class _GalleryCache:
     def __init__(
         self,
         dump: FeatureDump,
-        cross: str,
-        same: str,
+        recipe: DistanceRecipe,
         distance: str,
         pools: dict[int, np.ndarray],
     ) -> None:
-        self.dump, self.cross, self.same, self.distance = dump, cross, same, distance
+        self.dump, self.recipe, self.distance = dump, recipe, distance
         self.pools = pools
         self.key: int | None = None
         self.value: tuple | None = None
 
     def get(self, split_index: int):
-        """Return (pool rows, read_cross, read_same, pool_cross, pool_same, sq_cross, sq_same).
+        """Return (pool rows, readers, pool rows per set, squared norms per set).
 
         The pool rows are the sorted union of the split's plans' pools.
         """
@@ -127,29 +124,15 @@ class _GalleryCache:
             return self.value
         self.value = None
         split = self.dump.splits[split_index]
-        names = (self.cross, self.same)
-        scale = 0
-        if self.distance == "euclidean":
-            scale = euclidean_scale(self.dump.source, ((n, split.features[n]) for n in names))
-        read_cross = row_reader(
-            self.dump.source, self.cross, split.features[self.cross], self.distance, scale
-        )
-        read_same = read_cross
-        if self.same != self.cross:
-            read_same = row_reader(
-                self.dump.source, self.same, split.features[self.same], self.distance, scale
-            )
+        readers = recipe_row_readers(self.dump.source, split, self.recipe, self.distance)
         rows = self.pools[split_index]
-        pool_cross = read_cross(rows)
-        pool_same = pool_cross if read_same is read_cross else read_same(rows)
-        sq_cross = sq_same = None
-        if self.distance == "euclidean":
-            sq_cross = np.einsum("ij,ij->i", pool_cross, pool_cross)
-            sq_same = (
-                sq_cross if pool_same is pool_cross else np.einsum("ij,ij->i", pool_same, pool_same)
-            )
+        pool = {name: read(rows) for name, read in readers.items()}
+        squares = {
+            name: np.einsum("ij,ij->i", g, g) if self.distance == "euclidean" else None
+            for name, g in pool.items()
+        }
         self.key = split_index
-        self.value = (rows, read_cross, read_same, pool_cross, pool_same, sq_cross, sq_same)
+        self.value = (rows, readers, pool, squares)
         return self.value
 
 
@@ -169,9 +152,7 @@ def _plan_records(
     if pool.size == 0:
         pool_rows = np.empty(0, dtype=np.int64)
     else:
-        pool_rows, read_cross, read_same, g_cross, g_same, sq_cross, sq_same = galleries.get(
-            plan.split
-        )
+        pool_rows, readers, g_sets, g_squares = galleries.get(plan.split)
     # each pool position's column in the prepared (sorted unique) pool rows
     columns = np.searchsorted(pool_rows, pool)
     cam_keys = convention.camera_keys(split.cam, task.preset.colocated_cameras)
@@ -190,23 +171,22 @@ def _plan_records(
     }
     identity = task.cmc == "identity"
     describe = _Describer(split)
-    per_query = max(1, pool_rows.size * 4 * (1 if galleries.same == galleries.cross else 3))
+    per_query = max(1, pool_rows.size * 4 * recipe_matrices(galleries.recipe))
     step = max(1, int(block_bytes // per_query))
     for start in range(0, plan.query_idx.size, step):
         queries = plan.query_idx[start : start + step]
         if pool.size:
             block_rows = np.unique(queries)
-            label = galleries.cross
-            dist = distance_block(read_cross(block_rows), g_cross, galleries.distance, sq_cross)
-            check_distances(dist, dump.source, label)
-            if g_same is not g_cross:
-                dist_same = distance_block(
-                    read_same(block_rows), g_same, galleries.distance, sq_same
-                )
-                check_distances(dist_same, dump.source, galleries.same)
-                same = split.modality[block_rows][:, None] == split.modality[pool_rows][None, :]
-                np.copyto(dist, dist_same, where=same)
-                del dist_same, same
+            dist = recipe_block(
+                galleries.recipe,
+                {name: read(block_rows) for name, read in readers.items()},
+                g_sets,
+                split.modality[block_rows],
+                split.modality[pool_rows],
+                galleries.distance,
+                dump.source,
+                g_squares,
+            )
             # rows of this block's queries, columns in pool order
             dist = dist[np.searchsorted(block_rows, queries)][:, columns]
             excluded = exclusion_mask(

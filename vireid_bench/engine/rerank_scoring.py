@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from vireid_bench.engine.distances import check_distances, distance_block, prepared_features
+from vireid_bench.engine.distances import prepared_features, recipe_block
 from vireid_bench.engine.kernels import empty_query_scores, exclusion_table, score_queries
 from vireid_bench.engine.plans import PlanScores, split_jobs
 from vireid_bench.engine.rerank import (
@@ -35,6 +35,7 @@ from vireid_bench.engine.rerank import (
 )
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
+from vireid_bench.io.recipe import DistanceRecipe
 from vireid_bench.protocol.datasets.sysu import parse_variant
 
 METHODS = ("k-reciprocal", "aim")
@@ -123,34 +124,32 @@ def label_rows(
 
 
 class _Pairs:
-    """Distances between split rows with the scorer's per-pair feature policy.
+    """Distances between split rows under the scorer's per-pair recipe.
 
-    Every block is checked for NaN / Inf (a DumpError naming ``source`` and the set).
+    Every set's block is checked for NaN / Inf (a DumpError naming ``source`` and the set).
     """
 
     def __init__(
         self,
-        cross: np.ndarray,
-        same: np.ndarray,
+        sets: Mapping[str, np.ndarray],
+        recipe: DistanceRecipe,
         modality: np.ndarray,
         distance: str,
         source: str = "",
-        names: tuple[str, str] = ("", ""),
     ):
-        self.cross, self.same, self.modality, self.distance = cross, same, modality, distance
-        self.source, self.names = source, names
-
-    def _block(self, features: np.ndarray, a: np.ndarray, b: np.ndarray, name: str) -> np.ndarray:
-        gallery = np.ascontiguousarray(features[b])
-        sq = np.einsum("ij,ij->i", gallery, gallery) if self.distance == "euclidean" else None
-        dist = distance_block(np.ascontiguousarray(features[a]), gallery, self.distance, sq)
-        return check_distances(dist, self.source, name)
+        self.sets, self.recipe, self.modality, self.distance = sets, recipe, modality, distance
+        self.source = source
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        dist = self._block(self.cross, a, b, self.names[0])
-        if self.same is not self.cross:
-            same_modality = self.modality[a][:, None] == self.modality[b][None, :]
-            np.copyto(dist, self._block(self.same, a, b, self.names[1]), where=same_modality)
+        dist = recipe_block(
+            self.recipe,
+            {n: np.ascontiguousarray(f[a]) for n, f in self.sets.items()},
+            {n: np.ascontiguousarray(f[b]) for n, f in self.sets.items()},
+            self.modality[a],
+            self.modality[b],
+            self.distance,
+            self.source,
+        )
         return dist.astype(np.float64)
 
     def base(self, method: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -177,6 +176,7 @@ def score_split_reranked(
     method: str,
     params: Mapping[str, object] | None,
     order: str = "exclusion-first",
+    recipe: DistanceRecipe | None = None,
 ) -> None:
     """Score every plan of the split with re-ranked distances (see the module notes).
 
@@ -189,14 +189,13 @@ def score_split_reranked(
     jobs, query_union, pool_union = split_jobs(tasks, split_index)
     if not jobs:
         return
-    cross, same = prepared_features(
-        dump.source,
-        split,
-        (cross_name, same_name),
-        distance,
-        np.union1d(query_union, pool_union),
+    recipe = recipe or DistanceRecipe.from_policy(cross_name, same_name)
+    names = recipe.feature_sets
+    prepared = prepared_features(
+        dump.source, split, names, distance, np.union1d(query_union, pool_union)
     )
-    pairs = _Pairs(cross, same, split.modality, distance, dump.source, (cross_name, same_name))
+    sets = dict(zip(names, prepared, strict=True))
+    pairs = _Pairs(sets, recipe, split.modality, distance, dump.source)
     camera_keys = {c: convention.camera_keys(split.cam, c) for c in (False, True)}
     advance = _scaled_progress(
         progress, sum(int(plan.query_idx.size) for _, plan in jobs), int(query_union.size)

@@ -25,10 +25,11 @@ from vireid_bench.engine.distances import (
     check_distances,
     checked_distance,
     distance_block,
-    euclidean_scale,
     normalised,
     prepared_features,
-    row_reader,
+    recipe_block,
+    recipe_matrices,
+    recipe_row_readers,
 )
 from vireid_bench.engine.fused import FusedJob, score_jobs
 from vireid_bench.engine.interrupts import interrupts_restored
@@ -47,6 +48,7 @@ from vireid_bench.engine.plans import (
     Task,
     empty_scores,
     plan_evaluation,
+    recipe_feature_sets,
     result_row,
     skipped_row,
     split_jobs,
@@ -56,6 +58,7 @@ from vireid_bench.engine.torch_backend import resolve_device, score_tasks_torch
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import FeatureDump, declared_feature_bytes, load_dump
 from vireid_bench.io.memory import parse_memory_limit
+from vireid_bench.io.recipe import DistanceRecipe
 from vireid_bench.protocol import Preset, resolve_presets
 from vireid_bench.protocol.conventions import Convention, EvaluationPlan
 
@@ -106,8 +109,7 @@ def score_tasks(
                 dump,
                 split_index,
                 tasks,
-                context.cross_name,
-                context.same_name,
+                context.pair_recipe,
                 context.distance,
                 context.convention,
                 block_bytes,
@@ -305,6 +307,7 @@ def evaluate(
     rerank_order: str = "exclusion-first",
     device: str | None = None,
     tf32: bool = False,
+    recipe: object = None,
 ) -> Evaluation:
     """Score a loaded dump under the given presets.
 
@@ -344,6 +347,10 @@ def evaluate(
             (:mod:`vireid_bench.engine.torch_backend`; same per-query outputs); None (the
             default) scores with Numba. Needs torch and the features in memory.
         tf32: with a CUDA device, allow TF32 matmuls (faster, not exact float32).
+        recipe: a per-pair distance recipe (text, e.g. ``"vv: z_f; ii: 0.7*z_r + z_e;
+            vi: z_e"``, or a :class:`~vireid_bench.io.recipe.DistanceRecipe`) overriding
+            the dump's ``distance_recipe``; ``"policy"`` scores with the dump's
+            ``cross_features`` / ``same_features`` (docs/dump-format.md).
 
     Returns:
         The :class:`Evaluation`; skipped presets appear as rows with ``status`` saying why.
@@ -378,6 +385,7 @@ def evaluate(
             query_modalities=query_modalities,
             strict=strict,
             convention=convention,
+            recipe=recipe,
         )
         if rerank:
             context = setup.context
@@ -396,6 +404,7 @@ def evaluate(
                     rerank,
                     rerank_params,
                     rerank_order,
+                    recipe=context.recipe,
                 )
                 counted.finish()
             evaluation = aggregate(setup)
@@ -514,8 +523,7 @@ def _score_split(
     dump: FeatureDump,
     split_index: int,
     tasks: list[Task],
-    cross_name: str,
-    same_name: str,
+    recipe: DistanceRecipe,
     distance: str,
     convention: Convention,
     block_bytes: int,
@@ -538,8 +546,8 @@ def _score_split(
         for task, plan in jobs:
             task.scores.append(empty_scores(task, plan))
         return
-    names = {cross_name, same_name}
-    matrices = 1 if same_name == cross_name else 3
+    names = set(recipe.feature_sets)
+    matrices = recipe_matrices(recipe)
     lazy = any(not isinstance(split.features[name], np.ndarray) for name in names)
     row_bytes = _feature_bytes(split, names, rows=1)
     stream_blocks = None
@@ -568,12 +576,12 @@ def _score_split(
             block_bytes = row_block_bytes
     if stream_blocks is not None:
         _score_split_streamed(
-            dump, split, split_index, jobs, query_union, pool_union, cross_name, same_name,
+            dump, split, split_index, jobs, query_union, pool_union, recipe,
             distance, convention, stream_blocks, progress,
         )
         return
     _score_split_in_memory(
-        dump, split, jobs, query_union, pool_union, cross_name, same_name, distance,
+        dump, split, jobs, query_union, pool_union, recipe, distance,
         convention, block_bytes, progress,
     )
 
@@ -585,8 +593,7 @@ def _score_split_streamed(
     jobs: list[tuple[Task, EvaluationPlan]],
     query_union: np.ndarray,
     pool_union: np.ndarray,
-    cross_name: str,
-    same_name: str,
+    recipe: DistanceRecipe,
     distance: str,
     convention: Convention,
     blocks: tuple[int, int],
@@ -615,28 +622,16 @@ def _score_split_streamed(
                 },
             )
         )
-    scale = 0
-    if distance == "euclidean":
-        scale = euclidean_scale(
-            dump.source, ((name, split.features[name]) for name in (cross_name, same_name))
-        )
-    read_cross = row_reader(
-        dump.source, cross_name, split.features[cross_name], distance, scale
-    )
-    read_same = None
-    if same_name != cross_name:
-        read_same = row_reader(
-            dump.source, same_name, split.features[same_name], distance, scale
-        )
-    label = cross_name if same_name == cross_name else f"{cross_name},{same_name}"
+    readers = recipe_row_readers(dump.source, split, recipe, distance)
+    label = ",".join(recipe.feature_sets)
     score_streamed(
         stream_jobs,
         query_union,
         pool_union,
         split.modality,
         split.pid,
-        read_cross,
-        read_same,
+        readers,
+        recipe,
         distance,
         checked_distance(dump.source, label),
         query_block=blocks[0],
@@ -652,27 +647,28 @@ def _score_split_in_memory(
     jobs: list[tuple[Task, EvaluationPlan]],
     query_union: np.ndarray,
     pool_union: np.ndarray,
-    cross_name: str,
-    same_name: str,
+    recipe: DistanceRecipe,
     distance: str,
     convention: Convention,
     block_bytes: int,
     progress: ProgressCallback | None,
 ) -> None:
     """Score the split's plans in row blocks of whole pool rows."""
-    cross, same = prepared_features(
-        dump.source,
-        split,
-        (cross_name, same_name),
-        distance,
-        np.union1d(query_union, pool_union),
+    names = recipe.feature_sets
+    prepared_sets = dict(
+        zip(
+            names,
+            prepared_features(
+                dump.source, split, names, distance, np.union1d(query_union, pool_union)
+            ),
+            strict=True,
+        )
     )
-    gallery_cross = np.ascontiguousarray(cross[pool_union])
-    gallery_same = gallery_cross if same is cross else np.ascontiguousarray(same[pool_union])
-    sq_cross = sq_same = None
-    if distance == "euclidean":
-        sq_cross = np.einsum("ij,ij->i", gallery_cross, gallery_cross)
-        sq_same = sq_cross if same is cross else np.einsum("ij,ij->i", gallery_same, gallery_same)
+    gallery_sets = {n: np.ascontiguousarray(a[pool_union]) for n, a in prepared_sets.items()}
+    gallery_sq = {
+        n: np.einsum("ij,ij->i", g, g) if distance == "euclidean" else None
+        for n, g in gallery_sets.items()
+    }
     pool_modality = split.modality[pool_union]
 
     # Camera keys depend only on whether a preset merges co-located cameras.
@@ -705,20 +701,22 @@ def _score_split_in_memory(
             )
         )
 
-    matrices = 1 if same is cross else 3
+    matrices = recipe_matrices(recipe)
     rows_per_block = max(1, int(block_bytes // max(1, pool_union.size * 4 * matrices)))
     groups = pool_groups(prepared)
     for start in range(0, query_union.size, rows_per_block):
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
-        dist = distance_block(cross[block_idx], gallery_cross, distance, sq_cross)
-        check_distances(dist, dump.source, cross_name)
-        if same is not cross:
-            dist_same = distance_block(same[block_idx], gallery_same, distance, sq_same)
-            check_distances(dist_same, dump.source, same_name)
-            same_modality = split.modality[block_idx][:, None] == pool_modality[None, :]
-            np.copyto(dist, dist_same, where=same_modality)
-            del dist_same, same_modality
+        dist = recipe_block(
+            recipe,
+            {n: a[block_idx] for n, a in prepared_sets.items()},
+            gallery_sets,
+            split.modality[block_idx],
+            pool_modality,
+            distance,
+            dump.source,
+            gallery_sq,
+        )
         for members, fused in groups:
             if fused:
                 _score_block_fused(
@@ -845,6 +843,7 @@ def score(
     else:
         chosen = options.get("features")
         wanted = [chosen] if isinstance(chosen, str) else []
+        wanted += recipe_feature_sets(options.get("recipe"))  # type: ignore[arg-type]
         lazy = (
             memory is not None
             and memory.limit is not None

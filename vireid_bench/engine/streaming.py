@@ -25,26 +25,28 @@ bit with the block shape (the in-memory path already depends on its block size t
 so a true match and another image whose distances are within one float32 ulp can be ordered
 differently by the two paths; the tests use features whose dot products are exact.
 
-Memory: one distance block (``query_block x gallery_block`` float32, three of them when
-cross- and same-modality pairs use different feature sets), the features of one query
-block and one gallery block, and per query ``O(true matches + identities / 64)`` words of
-state, whatever the gallery size.
+Memory: one distance block (``query_block x gallery_block`` float32; with a per-pair
+recipe of several sets, :func:`~vireid_bench.engine.distances.recipe_matrices` of them),
+the features of one query block and one gallery block, and per query
+``O(true matches + identities / 64)`` words of state, whatever the gallery size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
+from vireid_bench.engine.distances import recipe_distances
 from vireid_bench.engine.kernels import (
     exclusion_table,
     key_less,
     metrics_from_negatives,
     slot_among_true_matches,
 )
+from vireid_bench.io.recipe import DistanceRecipe
 
 ProgressCallback = Callable[[int], None]
 RowReader = Callable[[np.ndarray], np.ndarray]
@@ -358,8 +360,8 @@ def score_streamed(
     pool_union: np.ndarray,
     modality: np.ndarray,
     pid: np.ndarray,
-    read_cross: RowReader,
-    read_same: RowReader | None,
+    readers: Mapping[str, RowReader],
+    recipe: DistanceRecipe,
     distance: str,
     distance_block: Callable[..., np.ndarray],
     query_block: int,
@@ -373,8 +375,10 @@ def score_streamed(
         jobs: the plans of one split.
         query_union, pool_union: sorted unique split indices of every job's queries/pool.
         modality, pid: the split's modality codes and person ids.
-        read_cross: feature rows for cross-modality pairs (sorted split indices in).
-        read_same: feature rows for same-modality pairs, or None when the same set serves.
+        readers: feature-set name -> reader of its rows (sorted split indices in), for
+            every set of ``recipe``.
+        recipe: the per-pair distance recipe
+            (:func:`vireid_bench.engine.distances.recipe_distances` combines the sets).
         distance: ``"cosine"`` or ``"euclidean"``.
         distance_block: ``(query, gallery, distance, gallery_sq) -> float32 [q, g]``.
         query_block, gallery_block: block sizes (rows, columns), at least 1.
@@ -405,12 +409,13 @@ def score_streamed(
         q_stop = min(q_start + query_block, ordered.size)
         block_idx = ordered[q_start:q_stop]
         read_order = np.argsort(block_idx, kind="stable")
-        q_cross = _rows_in_order(read_cross, block_idx, read_order)
-        q_same = None if read_same is None else _rows_in_order(read_same, block_idx, read_order)
+        q_rows = {
+            name: _rows_in_order(read, block_idx, read_order) for name, read in readers.items()
+        }
         block_mod = modality[block_idx]
         table = _true_match_table(
-            pid[block_idx], q_cross, q_same, block_mod, pool_union, pool_by_pid,
-            pool_pid_sorted, modality, read_cross, read_same, distance,
+            pid[block_idx], q_rows, block_mod, pool_union, pool_by_pid,
+            pool_pid_sorted, modality, readers, recipe, distance,
         )
         if check is not None:
             check(table.values)
@@ -424,13 +429,12 @@ def score_streamed(
         for g_start in range(0, pool_union.size, gallery_block):
             g_stop = min(g_start + gallery_block, pool_union.size)
             columns = pool_union[g_start:g_stop]
-            dist = _mixed_pairs(
-                q_cross,
-                q_same,
+            dist = _recipe_pairs(
+                q_rows,
                 block_mod,
-                read_cross(columns),
-                None if read_same is None else read_same(columns),
+                {name: read(columns) for name, read in readers.items()},
                 modality[columns],
+                recipe,
                 distance,
                 distance_block,
             )
@@ -498,22 +502,23 @@ class _TrueMatchTable:
 
 def _true_match_table(
     block_pid: np.ndarray,
-    q_cross: np.ndarray,
-    q_same: np.ndarray | None,
+    q_rows: Mapping[str, np.ndarray],
     block_mod: np.ndarray,
     pool_union: np.ndarray,
     pool_by_pid: np.ndarray,
     pool_pid_sorted: np.ndarray,
     modality: np.ndarray,
-    read_cross: RowReader,
-    read_same: RowReader | None,
+    readers: Mapping[str, RowReader],
+    recipe: DistanceRecipe,
     distance: str,
 ) -> _TrueMatchTable:
     """Compute, identity by identity, the distances a block's true matches can take.
 
     One small distance block per person id in the query block (its queries x the pool
     images with that id, :func:`_pair_table`), so the cost is the sum of
-    ``queries x images`` per identity, not a second pass over the gallery.
+    ``queries x images`` per identity, not a second pass over the gallery. Per feature set
+    of the recipe, then combined per pair as the distance blocks are
+    (:func:`~vireid_bench.engine.distances.recipe_distances`).
     """
     change = np.flatnonzero(np.diff(block_pid)) + 1
     row0 = np.concatenate([[0], change, [block_pid.size]]).astype(np.int64)
@@ -531,45 +536,51 @@ def _true_match_table(
     values = np.empty(0, dtype=np.float32)
     if cols.size:
         needed, where = np.unique(cols, return_inverse=True)
-        g_cross = read_cross(pool_union[needed])
-        use_same = q_same is not None and read_same is not None
-        g_same = read_same(pool_union[needed]) if use_same else g_cross
-        values = _pick(_TABLE, int(off[-1]) * q_cross.shape[1])(
-            q_cross,
-            q_same if use_same else q_cross,
-            g_cross,
-            g_same,
-            block_mod.astype(np.int64),
-            modality[pool_union[cols]].astype(np.int64),
-            row0,
-            col0,
-            off,
-            where.astype(np.int64).reshape(-1),
-            use_same,
-            distance == "euclidean",
-        )
+        where = where.astype(np.int64).reshape(-1)
+        g_mod = modality[pool_union[cols]].astype(np.int64)
+        q_mod = block_mod.astype(np.int64)
+
+        def block_of(name: str) -> np.ndarray:
+            q = q_rows[name]
+            g = readers[name](pool_union[needed])
+            return _pick(_TABLE, int(off[-1]) * q.shape[1])(
+                q, q, g, g, q_mod, g_mod, row0, col0, off, where, False,
+                distance == "euclidean",
+            )  # fmt: skip
+
+        # each entry's query row and column (identity g: its rows x its columns, row-major)
+        entry_row = np.concatenate(
+            [np.repeat(np.arange(row0[g], row0[g + 1]), col0[g + 1] - col0[g])
+             for g in range(ids.size)]
+        ).astype(np.int64)  # fmt: skip
+        entry_col = np.concatenate(
+            [np.tile(np.arange(col0[g], col0[g + 1]), row0[g + 1] - row0[g])
+             for g in range(ids.size)]
+        ).astype(np.int64)  # fmt: skip
+        values = recipe_distances(recipe, block_of, q_mod[entry_row], g_mod[entry_col])
     row_group = np.repeat(np.arange(ids.size, dtype=np.int64), np.diff(row0))
     return _TrueMatchTable(row_group, row0, col0, off, cols, values)
 
 
-def _mixed_pairs(
-    q_cross: np.ndarray,
-    q_same: np.ndarray | None,
+def _recipe_pairs(
+    q_rows: Mapping[str, np.ndarray],
     q_mod: np.ndarray,
-    g_cross: np.ndarray,
-    g_same: np.ndarray | None,
+    g_rows: Mapping[str, np.ndarray],
     g_mod: np.ndarray,
+    recipe: DistanceRecipe,
     distance: str,
     distance_block: Callable[..., np.ndarray],
 ) -> np.ndarray:
-    """Distance block with the same-modality feature set for same-modality pairs."""
-    sq = np.einsum("ij,ij->i", g_cross, g_cross) if distance == "euclidean" else None
-    dist = distance_block(q_cross, g_cross, distance, sq)
-    if q_same is not None and g_same is not None:
-        sq = np.einsum("ij,ij->i", g_same, g_same) if distance == "euclidean" else None
-        dist_same = distance_block(q_same, g_same, distance, sq)
-        np.copyto(dist, dist_same, where=q_mod[:, None] == g_mod[None, :])
-    return dist
+    """Distance block of a query block x gallery block under the recipe."""
+
+    def block_of(name: str) -> np.ndarray:
+        g = g_rows[name]
+        sq = np.einsum("ij,ij->i", g, g) if distance == "euclidean" else None
+        return distance_block(q_rows[name], g, distance, sq)
+
+    return np.ascontiguousarray(
+        recipe_distances(recipe, block_of, q_mod[:, None], g_mod[None, :]), dtype=np.float32
+    )
 
 
 def _start_block(

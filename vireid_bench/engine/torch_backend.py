@@ -30,7 +30,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from vireid_bench.engine.distances import check_distances, prepared_features
+from vireid_bench.engine.distances import (
+    check_distances,
+    prepared_features,
+    recipe_distances,
+    recipe_matrices,
+)
 from vireid_bench.engine.kernels import exclusion_table
 from vireid_bench.engine.plans import ScoringContext, Task, empty_scores, split_jobs
 from vireid_bench.errors import ProtocolError
@@ -102,7 +107,7 @@ def score_tasks_torch(
     torch = import_torch()
     target = resolve_device(device)
     for split in dump.splits:
-        for name in {context.cross_name, context.same_name}:
+        for name in context.feature_sets:
             if not isinstance(split.features[name], np.ndarray):
                 raise ProtocolError(
                     f"{dump.source}: --device needs the features in memory; raise --memory-limit"
@@ -137,16 +142,21 @@ def _score_split(torch, target, dump, split_index, tasks, context, block_bytes, 
         for task, plan in jobs:
             task.scores.append(empty_scores(task, plan))
         return
-    names = (context.cross_name, context.same_name)
-    cross, same = prepared_features(
-        dump.source, split, names, context.distance, np.union1d(query_union, pool_union)
+    recipe = context.pair_recipe
+    names = recipe.feature_sets
+    rows_used = np.union1d(query_union, pool_union)
+    sets = dict(
+        zip(
+            names,
+            prepared_features(dump.source, split, names, context.distance, rows_used),
+            strict=True,
+        )
     )
 
     def on_device(array):
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(target)
 
-    gallery_cross = on_device(cross[pool_union])
-    gallery_same = gallery_cross if same is cross else on_device(same[pool_union])
+    gallery = {name: on_device(array[pool_union]) for name, array in sets.items()}
     pool_modality = torch.from_numpy(split.modality[pool_union].astype(np.int64)).to(target)
     _, dense_pid = np.unique(split.pid, return_inverse=True)
     n_ids = int(dense_pid.max(initial=-1)) + 1
@@ -180,19 +190,22 @@ def _score_split(torch, target, dump, split_index, tasks, context, block_bytes, 
                 ),
             }
         )
-    matrices = 1 if same is cross else 3
+    matrices = recipe_matrices(recipe)
     rows = _rows_per_block(torch, target, pool_union.size, matrices, block_bytes)
     for start in range(0, query_union.size, rows):
         stop = min(start + rows, query_union.size)
         block_idx = query_union[start:stop]
-        dist = _distances(torch, on_device(cross[block_idx]), gallery_cross, context.distance)
-        _check(torch, dist, dump.source, context.cross_name)
-        if same is not cross:
-            other = _distances(torch, on_device(same[block_idx]), gallery_same, context.distance)
-            _check(torch, other, dump.source, context.same_name)
-            q_mod = torch.from_numpy(split.modality[block_idx].astype(np.int64)).to(target)
-            dist = torch.where(q_mod[:, None] == pool_modality[None, :], other, dist)
-            del other
+        q_mod = torch.from_numpy(split.modality[block_idx].astype(np.int64)).to(target)
+
+        def block_of(name, block_idx=block_idx):
+            d = _distances(torch, on_device(sets[name][block_idx]), gallery[name], context.distance)
+            _check(torch, d, dump.source, name)
+            return d
+
+        # the per-pair recipe, combined as every backend does (engine.distances)
+        dist = recipe_distances(
+            recipe, block_of, q_mod[:, None], pool_modality[None, :], torch.where
+        )
         for job in prepared:
             selected = np.flatnonzero((job["q_pos"] >= start) & (job["q_pos"] < stop))
             if selected.size == 0:

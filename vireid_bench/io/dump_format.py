@@ -8,7 +8,8 @@ the image's person id, camera and modality. The format is documented in
   ``description``, ``default_features``, ``cross_features``, ``same_features``,
   ``protocol_version`` (str, the protocol version the dump was built for), and the run
   metadata ``seed`` (int), ``run`` (str), ``selection`` (``test`` | ``val`` | ``last``),
-  ``trained_on`` (str), ``synthetic`` (bool);
+  ``trained_on`` (str), ``synthetic`` (bool), ``distance_recipe`` (str, a per-pair
+  recipe, :mod:`vireid_bench.io.recipe`);
 * ``features/<name>``: float [N, D] (at least one set);
 * ``pid`` int [N], ``cam`` int [N], ``modality`` uint8 [N] (0 = visible, 1 = infrared);
 * optional ``path``: UTF-8 str [N], the image path relative to the dataset root.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vireid_bench.io.dump_open import corrupt_file_errors, open_read_only
+from vireid_bench.io.recipe import DistanceRecipe
 
 FORMAT_VERSION = 1
 PROTOCOL_VERSION = "1.0"
@@ -134,6 +136,9 @@ class FeatureDump:
         trained_on: the training dataset and split (``trained_on``), or None.
         synthetic: True when the ``synthetic`` attribute says the features come from
             synthetic data; None when the dump does not say (see :attr:`is_synthetic`).
+        distance_recipe: the per-pair distance recipe (``distance_recipe`` attribute,
+            :mod:`vireid_bench.io.recipe`); None: the ``cross_features`` /
+            ``same_features`` policy.
     """
 
     source: str
@@ -152,6 +157,7 @@ class FeatureDump:
     selection: str | None = None
     trained_on: str | None = None
     synthetic: bool | None = None
+    distance_recipe: DistanceRecipe | None = None
 
     @property
     def is_synthetic(self) -> bool:

@@ -44,6 +44,7 @@ from vireid_bench.io.dump_validate import (
     check_declared_size,
     check_feature_layout,
     collapse_problem,
+    dump_recipe,
     negative_pid_problem,
     raise_nonfinite,
     resolve_feature_names,
@@ -61,6 +62,7 @@ class _RootAttributes:
     protocol_version: str | None
     feature_names: Mapping[str, str | None]
     run_metadata: Mapping[str, object]
+    distance_recipe: str | None = None
 
 
 def _read_attr_str(source: str, attrs: Mapping[str, object], name: str) -> str | None:
@@ -141,6 +143,7 @@ def _root_attributes(source: str, handle) -> _RootAttributes:
         protocol_version=_read_attr_str(source, attrs, "protocol_version"),
         feature_names={name: _read_attr_str(source, attrs, name) for name in _FEATURE_NAME_ATTRS},
         run_metadata=_run_metadata(source, attrs),
+        distance_recipe=_read_attr_str(source, attrs, "distance_recipe"),
     )
 
 
@@ -398,7 +401,9 @@ def load_dump(
         groups, has_trials = _split_groups(source, handle)
         feature_groups, names = _feature_groups(source, groups)
         policy = resolve_feature_names(source, names, *attrs.feature_names.values())
-        wanted = _wanted_sets(source, names, feature_sets, policy)
+        recipe = dump_recipe(source, names, attrs.distance_recipe)
+        used = (*policy, *(recipe.feature_sets if recipe is not None else ()))
+        wanted = _wanted_sets(source, names, feature_sets, used)
         splits, dims = _read_splits(source, groups, feature_groups, names, wanted, lazy, notes)
     for field_name, problem in notes:
         if problem is not None:
@@ -416,6 +421,7 @@ def load_dump(
         has_trial_splits=has_trials,
         feature_dims=dims,
         protocol_version=attrs.protocol_version,
+        distance_recipe=recipe,
         **attrs.run_metadata,
     )
 

@@ -17,6 +17,7 @@ from vireid_bench.errors import DumpError
 from vireid_bench.io import memory
 from vireid_bench.io.dump_format import MODALITY_NAMES, FeatureSplit, LazyFeatures
 from vireid_bench.io.dump_open import bytes_text
+from vireid_bench.io.recipe import DistanceRecipe, RecipeError, parse_recipe
 
 PARALLEL_TOLERANCE = 1e-9
 """Rows count as one direction when ``1 - cos^2`` of their angle is below this."""
@@ -199,6 +200,25 @@ def resolve_feature_names(
             raise DumpError(source, attr, f"names feature set {value!r}, not among {list(names)}")
         resolved.append(value)
     return resolved[0], resolved[1], resolved[2]
+
+
+def dump_recipe(
+    source: str, names: Sequence[str], text: str | DistanceRecipe | None
+) -> DistanceRecipe | None:
+    """The ``distance_recipe`` attribute parsed and checked against the feature sets
+    ``names`` (None when absent).
+
+    Raises:
+        DumpError: ``SOURCE: distance_recipe: PAIR: problem``, one line.
+    """
+    if text is None:
+        return None
+    if isinstance(text, DistanceRecipe):
+        text = text.text
+    try:
+        return parse_recipe(text, list(names))
+    except RecipeError as exc:
+        raise DumpError(source, "distance_recipe", str(exc)) from None
 
 
 def check_declared_size(source: str, field_name: str, dataset) -> None:

@@ -20,9 +20,11 @@ from vireid_bench.errors import DumpError
 from vireid_bench.io.dump_format import FORMAT_VERSION, PROTOCOL_VERSION, SELECTIONS, FeatureSplit
 from vireid_bench.io.dump_validate import (
     check_stored_features,
+    dump_recipe,
     resolve_feature_names,
     validate_split,
 )
+from vireid_bench.io.recipe import DistanceRecipe
 
 
 def _write_split(group, split: FeatureSplit) -> None:
@@ -207,6 +209,7 @@ def write_dump(
     selection: str | None = None,
     trained_on: str | None = None,
     synthetic: bool | None = None,
+    distance_recipe: str | DistanceRecipe | None = None,
 ) -> Path:
     """Validate arrays and write them as a v1 feature dump; return the written path.
 
@@ -231,6 +234,9 @@ def write_dump(
             seed (an integer), free text naming the run, how the checkpoint was chosen
             (``test``, ``val`` or ``last``), the training dataset and split, whether the
             features come from synthetic data.
+        distance_recipe: a per-pair distance recipe (text or parsed), validated against
+            the feature sets and written canonically as the ``distance_recipe`` root
+            attribute (docs/dump-format.md).
 
     Raises:
         DumpError: when the arrays do not form a valid dump (the same checks as
@@ -254,6 +260,7 @@ def write_dump(
     default, cross, same = resolve_feature_names(
         source, names, default_features, cross_features, same_features
     )
+    recipe = dump_recipe(source, names, distance_recipe)
     prefixes = [f"trials/{k}/" for k in range(len(splits))] if trials is not None else [""]
     if float16:
         splits = _as_stored(source, splits, prefixes)
@@ -270,6 +277,8 @@ def write_dump(
             handle.attrs["cross_features"] = cross
             handle.attrs["same_features"] = same
             handle.attrs["protocol_version"] = protocol_version or PROTOCOL_VERSION
+            if recipe is not None:
+                handle.attrs["distance_recipe"] = recipe.text
             for key, value in metadata.items():
                 handle.attrs[key] = value
             if trials is not None:

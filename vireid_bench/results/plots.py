@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid_bench.engine.distances import prepared_features, recipe_block
 from vireid_bench.engine.reference import exclusion_mask
-from vireid_bench.engine.scoring import distance_block, normalised
 from vireid_bench.errors import VireidBenchError
 from vireid_bench.io.dump import MODALITY_CODES
 from vireid_bench.io.files import write_with
+from vireid_bench.io.recipe import DistanceRecipe
 from vireid_bench.protocol.conventions import get_convention
 from vireid_bench.results.keys import setting_key
 
@@ -193,26 +194,26 @@ class DistanceDistribution:
 
 
 def _query_gallery_distances(dump, split_index: int, query_idx, pool_idx, distance: str):
-    """Distances [len(query_idx), len(pool_idx)] with the dump's cross/same-modality policy."""
+    """Distances [len(query_idx), len(pool_idx)] under the dump's per-pair recipe (its
+    ``distance_recipe``, else the cross/same-modality policy)."""
     split = dump.splits[split_index]
     rows = np.union1d(query_idx, pool_idx)
-
-    def prepared(name: str) -> np.ndarray:
-        features = split.features[name]
-        return normalised(dump.source, name, features, rows) if distance == "cosine" else features
-
-    def block(features: np.ndarray) -> np.ndarray:
-        gallery = np.ascontiguousarray(features[pool_idx])
-        squares = np.einsum("ij,ij->i", gallery, gallery) if distance == "euclidean" else None
-        return distance_block(features[query_idx], gallery, distance, squares)
-
-    cross = prepared(dump.cross_features)
-    dist = block(cross)
-    if dump.same_features != dump.cross_features:
-        same = block(prepared(dump.same_features))
-        same_modality = split.modality[query_idx][:, None] == split.modality[pool_idx][None, :]
-        np.copyto(dist, same, where=same_modality)
-    return dist
+    recipe = dump.distance_recipe or DistanceRecipe.from_policy(
+        dump.cross_features, dump.same_features
+    )
+    names = recipe.feature_sets
+    sets = dict(
+        zip(names, prepared_features(dump.source, split, names, distance, rows), strict=True)
+    )
+    return recipe_block(
+        recipe,
+        {name: np.ascontiguousarray(a[query_idx]) for name, a in sets.items()},
+        {name: np.ascontiguousarray(a[pool_idx]) for name, a in sets.items()},
+        split.modality[query_idx],
+        split.modality[pool_idx],
+        distance,
+        dump.source,
+    )
 
 
 def _kept_and_matches(dump, preset, convention, plan, query_idx):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vireid_bench.engine import rerank_scoring
-from vireid_bench.engine.plans import METRICS, EvaluationSetup, plan_evaluation
+from vireid_bench.engine.plans import METRICS, POLICY, EvaluationSetup, plan_evaluation
 from vireid_bench.engine.scoring import DEFAULT_BLOCK_BYTES, aggregate, score_tasks
 from vireid_bench.errors import ProtocolError, VireidBenchError
 from vireid_bench.io.dump import FeatureDump
@@ -123,7 +123,8 @@ class Variant:
         axes: (axis, value) pairs describing the convention, defaults included.
         options: ``score`` options (without ``--``) and their values, defaults left out.
         convention: what the variant's convention is built from (picklable data).
-        cmc, features, rerank, rerank_order: as :func:`~vireid_bench.engine.scoring.evaluate`
+        cmc, features, recipe, rerank, rerank_order: as
+            :func:`~vireid_bench.engine.scoring.evaluate`
             takes them (None: the dataset's / dump's default).
     """
 
@@ -134,6 +135,7 @@ class Variant:
     convention: tuple[tuple[str, object], ...] = ()
     cmc: str | None = None
     features: str | None = None
+    recipe: str | None = None
     rerank: str | None = None
     rerank_order: str = "exclusion-first"
 
@@ -262,22 +264,25 @@ def enumerate_variants(
 
     default_cmc = {"sysu-mm01": "identity", "llcm": "identity"}.get(dataset, "image")
     cmcs = [None, "image" if default_cmc == "identity" else "identity"]
-    features: list[str | None] = [None]
+    # feature axis: (features, recipe); None, None = the dump's recipe or policy
+    features: list[tuple[str | None, str | None]] = [(None, None)]
+    if dump.distance_recipe is not None:
+        features.append((None, POLICY))
     names = list(dump.feature_dims)
     if len(names) > 1 or dump.cross_features != dump.same_features:
-        features += names
+        features += [(name, None) for name in names]
     reranks: list[tuple[str | None, str]] = [(None, "exclusion-first")]
     if rerank:
         reranks += [r for r in RERANKS if r[0] != "aim" or distance == "cosine"]
 
     variants = []
     for rerank_method, order in reranks:
-        for feature in features:
+        for feature, recipe in features:
             for cmc in cmcs:
                 for axes, options, convention, protocol in bases:
                     extra_axes = (
                         ("cmc", cmc or default_cmc),
-                        ("features", feature or "policy"),
+                        ("features", feature or recipe or _default_features(dump)),
                         ("rerank", rerank_method or "none"),
                     )
                     extra_options: list[tuple[str, str]] = []
@@ -285,6 +290,8 @@ def enumerate_variants(
                         extra_options.append(("cmc", cmc))
                     if feature is not None:
                         extra_options.append(("features", feature))
+                    if recipe is not None:
+                        extra_options.append(("recipe", recipe))
                     if rerank_method is not None:
                         extra_options.append(("rerank", rerank_method))
                         extra_axes += (("rerank-order", order),)
@@ -299,11 +306,18 @@ def enumerate_variants(
                             convention=convention,
                             cmc=cmc,
                             features=feature,
+                            recipe=recipe,
                             rerank=rerank_method,
                             rerank_order=order,
                         )
                     )
     return variants
+
+
+def _default_features(dump: FeatureDump) -> str:
+    """The features axis value of the dump's own choice: ``recipe`` when it has a
+    ``distance_recipe``, else ``policy``."""
+    return "recipe" if dump.distance_recipe is not None else POLICY
 
 
 def _convention(data: tuple[tuple[str, object], ...], rand_perm: object) -> Convention | None:
@@ -384,6 +398,7 @@ def reconcile(
                 dump,
                 resolve_presets(variant.protocol),
                 features=variant.features,
+                recipe=variant.recipe,
                 distance=distance,
                 cmc=variant.cmc,
                 trials=trials,
@@ -396,10 +411,10 @@ def reconcile(
             if progress is not None:
                 progress(1)
             continue
-        key = (variant.features, variant.rerank, variant.rerank_order)
+        key = (variant.features, variant.recipe, variant.rerank, variant.rerank_order)
         groups.setdefault(key, []).append((outcome, setup))
 
-    for (_, method, order), members in groups.items():
+    for (_, _, method, order), members in groups.items():
         tasks = [task for _, setup in members for task in setup.tasks]
         context = members[0][1].context
         try:
@@ -421,6 +436,7 @@ def reconcile(
                         method,
                         params,
                         order,
+                        recipe=context.recipe,
                     )
         except VireidBenchError as exc:
             for outcome, _ in members:

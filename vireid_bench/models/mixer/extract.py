@@ -4,9 +4,12 @@ Every image is passed as it is and horizontally flipped; the two BN-neck outputs
 averaged (test-time flip augmentation) into ``z_e`` and ``z_r``; then
 ``z_f = [z_e / |z_e|, z_r / |z_r|]``. The dump holds the feature sets ``z_e``, ``z_r``,
 ``z_f`` with the paper's per-pair policy (§3.2(f)): ``cross_features = z_e``,
-``same_features = z_f`` (``default_features = z_e``). A baseline checkpoint (no related
-branch) gives ``z_e`` only. Rows follow the indexer's order; ``path``, ``pid``, ``cam`` and
-``modality`` come from it. The ``model`` attribute names the model and its config hash.
+``same_features = z_f`` (``default_features = z_e``), and, by default, the authors'
+inference recipe as ``distance_recipe`` (:data:`AUTHORS_RECIPE`; scored by default,
+``score --recipe policy`` scores the paper's policy). A baseline checkpoint (no related
+branch) gives ``z_e`` only, and no recipe. Rows follow the indexer's order; ``path``,
+``pid``, ``cam`` and ``modality`` come from it. The ``model`` attribute names the model
+and its config hash.
 """
 
 from __future__ import annotations
@@ -132,6 +135,20 @@ def run_metadata(
     return {key: value for key, value in found.items() if value is not None}
 
 
+AUTHORS_RECIPE = "vv: z_e; ii: 0.7*z_r + 0.3; vi: z_e"
+"""The MixER authors' inference recipe, from ContPartReid ``new/engine/__init__.py`` at
+commit 2552d6640a228386ee9bc01b819358ea6c737894 (branch Vis_Inf, "Adds mix modality
+testing"; unchanged in a185e35 and 1c1b115, the master head read): ``dismatA`` and ``dismatB``
+are ``pairwise_distance`` (``new/utils/eval_sysu.py``: ``-(x @ y.T)``, minus the cosine
+similarity) of the L2-normalised first and second evaluation outputs (``new/engine/engine.py``:
+``feat, feat2 = model(...)``; ``new/models/baseline.py``: ``feats`` the shared backbone's
+BN-neck output, ``feats2`` the modality-specific ``v_backbone`` / ``i_backbone`` branch, i.e.
+our ``z_e`` and ``z_r``); ``mask`` is 1 for infrared-infrared pairs (cameras 3 and 6);
+``dismat = (1 - mask) * dismatA + 0.7 * mask * dismatB``. In cosine distances ``d = 1 - s``
+(one added constant changes no ranking): infrared-infrared ``-0.7 s_r + 1 = 0.7 d_r + 0.3``,
+every other pair ``-s_e + 1 = d_e``. Meant for ``--distance cosine``."""
+
+
 def extract(
     checkpoint: str | Path,
     dataset: str,
@@ -148,6 +165,7 @@ def extract(
     metadata: Mapping[str, object] | None = None,
     model: str | None = None,
     split: str = "test",
+    authors_recipe: bool = True,
 ) -> Path:
     """Write the feature dump of ``dataset``'s test split; return its path.
 
@@ -166,6 +184,8 @@ def extract(
             stays in the description.
         split: ``test`` (default) or ``val`` (SYSU-MM01's validation ids, scored with the
             ``sysu-val-*`` protocols).
+        authors_recipe: write :data:`AUTHORS_RECIPE` as the ``distance_recipe`` (MixER
+            checkpoints only; a baseline has no ``z_r``).
     """
     dev = resolve_device(device)  # a bad --device fails before the checkpoint is read
     network, state = load_checkpoint(checkpoint)
@@ -225,5 +245,6 @@ def extract(
         default_features="z_e",
         cross_features="z_e",
         same_features="z_f" if has_related else "z_e",
+        distance_recipe=AUTHORS_RECIPE if has_related and authors_recipe else None,
         float16=float16,
     )
