@@ -3,13 +3,14 @@
 The lists follow the scorer's rules exactly, with no interpretation of their own: the same
 plans (:func:`~vireid_bench.engine.plans.plan_evaluation`), the same distances
 (:mod:`vireid_bench.engine.distances`: normalised or scaled rows, cross- and same-modality
-feature sets, finite-distance check), the same exclusion
-(:func:`vireid_bench.engine.reference.exclusion_mask` with the convention's camera keys) and
-the same order: distance, then position in the pool (a stable sort), so tied images keep
-pool order. The ranks of the true matches are the ranks the kernels turn into AP, INP and
-the CMC first hit (docs/protocols.md, "Metrics"); ``first_hit`` is the CMC first-hit rank
-under the row's CMC convention (identities before the first true match plus one, for
-``identity``).
+feature sets, finite-distance check), the same exclusion (the preset's clause table with
+the convention's camera keys, applied in :mod:`vireid_bench.engine.ranklist_kernel` as the
+scoring kernel applies it) and the same order: distance, then position in the pool, so
+tied images keep pool order; the kernel selects the top-k and ranks the true matches
+without sorting a gallery. The ranks of the true matches are the ranks the kernels turn
+into AP, INP and the CMC first hit (docs/protocols.md, "Metrics"); ``first_hit`` is the
+CMC first-hit rank under the row's CMC convention (identities before the first true match
+plus one, for ``identity``).
 
 Memory stays bounded: queries go in blocks (``block_bytes`` of distances), each block's
 records are yielded before the next is computed, and only the pool's feature rows of the
@@ -31,7 +32,7 @@ import numpy as np
 
 from vireid_bench.engine.distances import recipe_block, recipe_matrices, recipe_row_readers
 from vireid_bench.engine.plans import Task, gallery_modality_name, plan_evaluation, split_jobs
-from vireid_bench.engine.reference import exclusion_mask
+from vireid_bench.engine.ranklist_kernel import rank_block
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import MODALITY_NAMES, FeatureDump
 from vireid_bench.io.files import OutputError, atomic_output
@@ -175,69 +176,100 @@ def _plan_records(
     step = max(1, int(block_bytes // per_query))
     for start in range(0, plan.query_idx.size, step):
         queries = plan.query_idx[start : start + step]
-        if pool.size:
-            block_rows = np.unique(queries)
-            dist = recipe_block(
-                galleries.recipe,
-                {name: read(block_rows) for name, read in readers.items()},
-                g_sets,
-                split.modality[block_rows],
-                split.modality[pool_rows],
-                galleries.distance,
-                dump.source,
-                g_squares,
-            )
-            # rows of this block's queries, columns in pool order
-            dist = dist[np.searchsorted(block_rows, queries)][:, columns]
-            excluded = exclusion_mask(
-                split.pid[queries],
-                cam_keys[queries],
-                split.modality[queries].astype(np.int64),
-                queries,
-                g_pid,
-                g_cam,
-                g_mod,
-                pool,
-                clauses,
-            )
-        records = []
-        for i, query in enumerate(queries.tolist()):
-            record = dict(labels)
-            record["query"] = describe.image(query)
-            if pool.size == 0:
+        if pool.size == 0:
+            records = []
+            for query in queries.tolist():
+                record = dict(labels)
+                record["query"] = describe.image(query)
                 record.update(gallery_size=0, first_hit=0, match_ranks=[], top=[])
                 records.append(record)
-                continue
-            order = np.argsort(dist[i], kind="stable")
-            ranked = order[~excluded[i, order]]
-            ranked_pid = g_pid[ranked]
-            matches = ranked_pid == split.pid[query]
-            match_ranks = np.flatnonzero(matches) + 1
-            first_hit = 0
-            if match_ranks.size:
-                first_hit = int(match_ranks[0])
-                if identity:
-                    first_hit = int(np.unique(ranked_pid[: first_hit - 1]).size) + 1
-            top = []
-            for rank, position in enumerate(ranked[:top_k].tolist(), start=1):
-                entry = {"rank": rank, **describe.image(int(pool[position]))}
-                entry["distance"] = float(dist[i, position])
-                entry["match"] = bool(matches[rank - 1])
-                top.append(entry)
-            record.update(
-                gallery_size=int(ranked.size),
-                first_hit=first_hit,
-                match_ranks=match_ranks.tolist(),
-                top=top,
-            )
-            records.append(record)
-        yield records
+            yield records
+            continue
+        block_rows = np.unique(queries)
+        dist = recipe_block(
+            galleries.recipe,
+            {name: read(block_rows) for name, read in readers.items()},
+            g_sets,
+            split.modality[block_rows],
+            split.modality[pool_rows],
+            galleries.distance,
+            dump.source,
+            g_squares,
+        )
+        # top-k and true-match ranks without sorting the gallery (engine/ranklist_kernel.py)
+        q_rows = np.searchsorted(block_rows, queries)
+        ranked = rank_block(
+            dist,
+            q_rows,
+            queries,
+            split.pid[queries],
+            cam_keys[queries],
+            split.modality[queries],
+            columns,
+            pool,
+            g_pid,
+            g_cam,
+            g_mod,
+            clauses,
+            identity,
+            top_k,
+        )
+        top = ranked["top"]
+        top_dist = dist[q_rows[:, None], columns[np.maximum(top, 0)]]
+        yield _block_records(labels, queries, pool, top_dist, ranked, describe)
+
+
+def _block_records(
+    labels: dict[str, object],
+    queries: np.ndarray,
+    pool: np.ndarray,
+    top_dist: np.ndarray,
+    ranked: dict[str, np.ndarray],
+    describe: _Describer,
+) -> list[Record]:
+    """The records of one block from :func:`rank_block`'s arrays (columns to lists once).
+
+    ``top_dist[i, t]``: the distance of query ``i``'s ``t``-th image (any value past the
+    gallery's end).
+    """
+    top = ranked["top"]
+    valid = top >= 0
+    positions = np.where(valid, top, 0)
+    rows = pool[positions]
+    top_rows = rows.tolist()
+    top_dist = top_dist.astype(np.float64).tolist()
+    top_match = (describe.pid_array[rows] == describe.pid_array[queries][:, None]).tolist()
+    counts = valid.sum(axis=1).tolist()
+    offsets = ranked["offsets"].tolist()
+    n_pos = ranked["n_pos"].tolist()
+    ranks = ranked["ranks"].tolist()
+    sizes = ranked["n_gallery"].tolist()
+    hits = ranked["first_hit"].tolist()
+    image = describe.image
+    records = []
+    for i, query in enumerate(queries.tolist()):
+        record = dict(labels)
+        record["query"] = image(query)
+        entries = []
+        row_i, dist_i, match_i = top_rows[i], top_dist[i], top_match[i]
+        for t in range(counts[i]):
+            entry = {"rank": t + 1, **image(row_i[t])}
+            entry["distance"] = dist_i[t]
+            entry["match"] = match_i[t]
+            entries.append(entry)
+        record["gallery_size"] = sizes[i]
+        record["first_hit"] = hits[i]
+        record["match_ranks"] = ranks[offsets[i] : offsets[i] + n_pos[i]]
+        record["top"] = entries
+        records.append(record)
+    return records
 
 
 class _Describer:
     """An image's ``row``, ``path`` (when the split has paths), ``pid``, ``cam``, ``modality``."""
 
     def __init__(self, split) -> None:
+        self.pid_array = np.asarray(split.pid)
         self.pid = split.pid.tolist()
         self.cam = split.cam.tolist()
         self.modality = split.modality.tolist()
