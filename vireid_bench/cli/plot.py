@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vireid_bench.cli.common import (
+    InputError,
     ToolkitCommand,
     ToolkitSubgroup,
     check_output,
@@ -19,6 +20,11 @@ from vireid_bench.cli.options import (
     query_modality_option,
     trials_option,
 )
+from vireid_bench.cli.plot_ranklists import (
+    check_dump_only_options,
+    plot_from_ranklists,
+    ranklist_plot_options,
+)
 
 
 @click.group("plot", cls=ToolkitSubgroup)
@@ -29,6 +35,8 @@ def plot_command() -> None:
       vireid-bench plot cmc A.h5 B.h5 --protocol mix-id,cross -o cmc.png
       vireid-bench plot distances A.h5 -o distances.svg
       vireid-bench plot retrieval A.h5 --images /data/SYSU-MM01 -o strips.png
+      vireid-bench plot retrieval --ranklists ranks.jsonl --images /data/SYSU-MM01 \\
+          --setting sysu-all-single:all@infrared --query 12 --query 40 -o strips.png
     """
 
 
@@ -163,7 +171,7 @@ def plot_distances_command(
 
 
 @plot_command.command("retrieval", cls=ToolkitCommand)
-@click.argument("dump_path", type=click.Path(dir_okay=False))
+@click.argument("dump_path", required=False, type=click.Path(dir_okay=False))
 @_OUTPUT_OPTION
 @parents_option
 @click.option(
@@ -171,7 +179,7 @@ def plot_distances_command(
     "images_root",
     required=True,
     type=click.Path(file_okay=False, exists=True),
-    help="Dataset root the dump's 'path' entries are relative to.",
+    help="Dataset root the image paths are relative to; no image outside it is read.",
 )
 @click.option("-p", "--protocol", default="mix-id", show_default=True, help="One setting.")
 @click.option(
@@ -184,8 +192,9 @@ def plot_distances_command(
 @click.option("--top-k", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @allow_external_option
+@ranklist_plot_options
 def plot_retrieval_command(
-    dump_path: str,
+    dump_path: str | None,
     outputs: tuple[str, ...],
     parents: bool,
     images_root: str,
@@ -195,8 +204,26 @@ def plot_retrieval_command(
     top_k: int,
     seed: int,
     allow_external: bool,
+    ranklists: str | None,
+    setting: str | None,
+    trial: int,
+    query_rows: tuple[int, ...],
 ) -> None:
-    """Rank-k retrieval strips: query, then its top-k gallery images (green = match)."""
+    """Rank-k retrieval strips: query, then its top-k gallery images (green = match).
+
+    From a DUMP (rescored: --protocol, --query-modality, seeded --queries), or from a rank
+    list written by `score --ranklists` (--ranklists FILE, --setting, --trial, --query).
+    """
+    if ranklists is not None:
+        if dump_path is not None:
+            raise InputError("--ranklists: give a rank-list file or a DUMP, not both")
+        plot_from_ranklists(
+            ranklists, outputs, parents, images_root, setting, trial, query_rows, queries, top_k
+        )
+        return
+    if dump_path is None:
+        raise InputError("plot retrieval: give a DUMP, or --ranklists FILE")
+    check_dump_only_options()
     # lazy: heavy modules load only when the command runs (fast --help)
     from vireid_bench.io.dump import load_dump
     from vireid_bench.protocol import resolve_presets

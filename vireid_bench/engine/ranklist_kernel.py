@@ -239,8 +239,9 @@ def rank_block(
         ``ranks[offsets[i] : offsets[i] + n_pos[i]]``, ascending; ``n_gallery`` int64 [m]
         (gallery size after exclusion); ``first_hit`` int64 [m] (0 without a true match).
     """
-    m = int(q_rows.shape[0])
-    n = int(g_cols.shape[0])
+    m = int(np.shape(q_rows)[0])
+    n = int(np.shape(g_cols)[0])
+    dist = np.asarray(dist)
     if dist.ndim != 2 or dist.dtype not in (np.float32, np.float64):
         raise ValueError("rank_block: dist must be a 2-D float32 or float64 array")
     if isinstance(top_k, bool) or top_k < 1:

@@ -245,18 +245,16 @@ def _block_records(
     ranks = ranked["ranks"].tolist()
     sizes = ranked["n_gallery"].tolist()
     hits = ranked["first_hit"].tolist()
-    image = describe.image
+    shared = describe.shared
     records = []
     for i, query in enumerate(queries.tolist()):
         record = dict(labels)
-        record["query"] = image(query)
-        entries = []
+        record["query"] = describe.image(query)
         row_i, dist_i, match_i = top_rows[i], top_dist[i], top_match[i]
-        for t in range(counts[i]):
-            entry = {"rank": t + 1, **image(row_i[t])}
-            entry["distance"] = dist_i[t]
-            entry["match"] = match_i[t]
-            entries.append(entry)
+        entries = [
+            {"rank": t + 1, **shared(row_i[t]), "distance": dist_i[t], "match": match_i[t]}
+            for t in range(counts[i])
+        ]
         record["gallery_size"] = sizes[i]
         record["first_hit"] = hits[i]
         record["match_ranks"] = ranks[offsets[i] : offsets[i] + n_pos[i]]
@@ -274,14 +272,23 @@ class _Describer:
         self.cam = split.cam.tolist()
         self.modality = split.modality.tolist()
         self.path = None if split.path is None else [str(p) for p in split.path]
+        self.fields: dict[int, dict[str, object]] = {}  # one shared description per row
 
     def image(self, row: int) -> dict[str, object]:
-        entry: dict[str, object] = {"row": row}
-        if self.path is not None:
-            entry["path"] = self.path[row]
-        entry["pid"] = self.pid[row]
-        entry["cam"] = self.cam[row]
-        entry["modality"] = MODALITY_NAMES[self.modality[row]]
+        """A new dict describing the image (the caller may change it)."""
+        return dict(self.shared(row))
+
+    def shared(self, row: int) -> dict[str, object]:
+        """The cached description of the image; read-only (copied into records)."""
+        entry = self.fields.get(row)
+        if entry is None:
+            entry = {"row": row}
+            if self.path is not None:
+                entry["path"] = self.path[row]
+            entry["pid"] = self.pid[row]
+            entry["cam"] = self.cam[row]
+            entry["modality"] = MODALITY_NAMES[self.modality[row]]
+            self.fields[row] = entry
         return entry
 
 

@@ -446,23 +446,49 @@ def plot_retrieval(dump, rankings: Sequence[Ranking], images_root: str | os.Path
     Raises:
         PlotError: when the dump has no ``path`` field, or there is nothing to draw.
     """
-    figure_class = _figure_class()
     if not rankings:
         raise PlotError("no query to show")
     split = dump.splits[rankings[0].split]
     if split.path is None:
         raise PlotError(f"{dump.source}: the dump has no 'path' field; retrieval strips need it")
+    strips = []
+    for ranking in rankings:
+        paths = dump.splits[ranking.split].path
+        cells = [(str(paths[ranking.query]), None)] + [
+            (str(paths[index]), match)
+            for index, match in zip(ranking.gallery.tolist(), ranking.matches.tolist(), strict=True)
+        ]
+        strips.append((ranking.setting, cells))
+    return draw_strips(strips, images_root, title)
+
+
+def draw_strips(
+    strips: Sequence[tuple[str, Sequence[tuple[str, bool | None]]]],
+    images_root: str | os.PathLike,
+    title: str = "",
+):
+    """Draw retrieval strips: per strip a label and cells ``(image path, match)``.
+
+    The first cell of a strip is the query (``match`` None, black border); the others get a
+    green (true match) or red border. Images are read only inside ``images_root``
+    (:func:`image_inside`); the others are drawn as grey placeholders.
+
+    Returns:
+        ``(figure, missing)``: the Figure and the image paths that could not be read.
+
+    Raises:
+        PlotError: matplotlib missing, or nothing to draw.
+    """
+    figure_class = _figure_class()
+    if not strips:
+        raise PlotError("no query to show")
     root = Path(images_root)
-    columns = 1 + max(len(r.gallery) for r in rankings)
-    figure = figure_class(figsize=(1.1 * columns, 2.1 * len(rankings)), layout="constrained")
-    axes = figure.subplots(len(rankings), columns, squeeze=False)
+    columns = max(len(cells) for _, cells in strips)
+    figure = figure_class(figsize=(1.1 * columns, 2.1 * len(strips)), layout="constrained")
+    axes = figure.subplots(len(strips), columns, squeeze=False)
     missing: list[str] = []
     placeholder = np.full((8, 4, 3), 0.8)
-    for row, ranking in enumerate(rankings):
-        paths = dump.splits[ranking.split].path
-        cells = [(ranking.query, None)] + list(
-            zip(ranking.gallery.tolist(), ranking.matches.tolist(), strict=True)
-        )
+    for row, (label, cells) in enumerate(strips):
         for col in range(columns):
             ax = axes[row, col]
             ax.set_xticks([])
@@ -470,10 +496,10 @@ def plot_retrieval(dump, rankings: Sequence[Ranking], images_root: str | os.Path
             if col >= len(cells):
                 ax.set_visible(False)
                 continue
-            index, match = cells[col]
-            image = _load_image(root, str(paths[index]))
+            path, match = cells[col]
+            image = _load_image(root, path)
             if image is None:
-                missing.append(str(paths[index]))
+                missing.append(path)
                 image = placeholder
             ax.imshow(image, aspect="auto")
             colour = "black" if match is None else (MATCH_COLOUR if match else MISS_COLOUR)
@@ -482,7 +508,7 @@ def plot_retrieval(dump, rankings: Sequence[Ranking], images_root: str | os.Path
                 spine.set_linewidth(1.5 if match is None else 3)
             if col == 0:
                 ax.set_title("query", fontsize=7)
-                ax.set_ylabel(ranking.setting, fontsize=6)
+                ax.set_ylabel(label, fontsize=6)
             else:
                 ax.set_title(str(col), fontsize=7)
     if title:
