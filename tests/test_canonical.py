@@ -59,7 +59,11 @@ def test_packaged_numbers_are_the_issues():
     assert regdb["split.modalities.infrared.images"] == 2060
     llcm = dict(packaged_manifest("llcm").recorded())
     assert llcm["split.modalities.infrared.cameras"] == ["1", "2", "4", "5", "6", "7", "8", "9"]
-    assert "split.ids" not in llcm  # not established: left absent
+    # CVPR 2023 paper, Sec. 4.2 (its 13,909 total contradicts its own parts: left absent)
+    assert llcm["split.ids"] == 351
+    assert llcm["split.modalities.visible.images"] == 8680
+    assert llcm["split.modalities.infrared.images"] == 7166
+    assert "split.images" not in llcm and "split.id_list" not in llcm
     assert packaged_manifest("generic") is None
 
 
@@ -352,7 +356,8 @@ def test_cli_non_canonical_dump_warns_and_changes_no_number(tmp_path):
     frame = index_llcm(make_llcm(tmp_path / "llcm", random_llcm_counts(rng, ids), ids))
     llcm = dump_from_table(tmp_path / "l.h5", frame, features_for(frame, rng), "llcm")
     inspected = runner.invoke(cli, ["inspect", str(llcm)])
-    assert "canonical test set: yes (3 recorded count(s) of the llcm manifest" in inspected.stdout
+    expected = "  - canonical test set: no: ids: 2 ids, canonical 351 (349 missing); "
+    assert expected in inspected.stdout
 
     sysu = dump_from_table(
         tmp_path / "s.h5",
