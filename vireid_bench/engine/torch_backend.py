@@ -224,7 +224,7 @@ def _pool_group(torch, target, members, pool, pool_union, img_group, relation, d
     )
 
 
-def _rows_per_block(torch, target, n_pool: int, matrices: int, width: int, block_bytes: int):
+def rows_per_block(torch, target, n_pool: int, matrices: int, width: int, block_bytes: int):
     per_row = n_pool * (BYTES_PER_CELL + 4 * (matrices - 1)) + 8 * 8 * (width + 2) * 4
     budget = block_bytes
     if target.type == "cuda":
@@ -287,7 +287,7 @@ def _score_split(torch, target, dump, split_index, tasks, context, block_bytes, 
     ]
     width = max(int(g.id_table.shape[1]) for g in groups)
     matrices = 1 if same is cross else 3
-    rows = _rows_per_block(torch, target, pool_union.size, matrices, width, block_bytes)
+    rows = rows_per_block(torch, target, pool_union.size, matrices, width, block_bytes)
     for start in range(0, query_union.size, rows):
         stop = min(start + rows, query_union.size)
         block_idx = query_union[start:stop]
