@@ -24,6 +24,7 @@ from vireid_bench.protocol.datasets.sysu import SYSUConvention
 
 torch = pytest.importorskip("torch")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE = os.environ.get("VIREID_TEST_DEVICE", "cpu")  # "cuda": the same checks on a GPU
 PER_QUERY = ("first_rank", "n_pos", "n_gallery")
 
 
@@ -44,7 +45,7 @@ def both(dump, protocols, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         numba = evaluate(dump, presets, **options)
-        on_torch = evaluate(dump, presets, device="cpu", **options)
+        on_torch = evaluate(dump, presets, device=DEVICE, **options)
     assert_same(numba, on_torch)
     return on_torch
 
@@ -84,7 +85,7 @@ def test_hand_computed_query(tmp_path, protocol, cmc, expected):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluation = evaluate(
-            dump, resolve_presets(protocol), device="cpu", distance="euclidean", cmc=cmc,
+            dump, resolve_presets(protocol), device=DEVICE, distance="euclidean", cmc=cmc,
             query_modalities=["infrared"],
         )  # fmt: skip
     (scores,) = evaluation.per_query
@@ -149,7 +150,7 @@ def test_pool_holding_an_image_twice(tmp_path):
     dump = load_dump(path)
     presets = resolve_presets("mix,mix-id,cross")
     results = []
-    for device in (None, "cpu"):
+    for device in (None, DEVICE):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             setup = plan_evaluation(dump, presets, distance="euclidean", cmc="identity")
@@ -162,7 +163,7 @@ def test_pool_holding_an_image_twice(tmp_path):
             if device is None:
                 score_tasks(dump, setup.tasks, setup.context)
             else:
-                score_tasks_torch(dump, setup.tasks, setup.context, device="cpu")
+                score_tasks_torch(dump, setup.tasks, setup.context, device=DEVICE)
             results.append(aggregate(setup))
     assert_same(*results)
     assert max(int(s.n_gallery.max()) for s in results[1].per_query) > n - 1
