@@ -261,10 +261,12 @@ def main() -> None:
         numba = score_all(small, None)
         seconds = time.perf_counter() - start
         gap = map_gap(numba, reference)
+        note = f"Numba, {os.cpu_count()} CPUs"
+        if subset:
+            note += f"; subset of {size} images (the whole pool is beyond the slot)"
         table.add(stage="numba", queries=size, pool=size, plans=len(numba.per_query),
                   seconds=f"{seconds:.3f}", ratio=f"max |mAP diff| {gap:.1e}", **common,
-                  note=f"Numba, {os.cpu_count()} CPUs"
-                  + (f"; subset of {size} (whole pool beyond the slot)" if subset else ""))  # fmt: skip
+                  note=note)  # fmt: skip
     table.show()
 
 

@@ -169,7 +169,7 @@ def test_pool_holding_an_image_twice(tmp_path):
     assert max(int(s.n_gallery.max()) for s in results[1].per_query) > n - 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(1, 6), st.booleans(),
     st.sampled_from(["euclidean", "cosine"]), st.integers(1, 3), st.booleans(),

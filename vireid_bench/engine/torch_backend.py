@@ -361,7 +361,6 @@ def _score_group(
     d = dist if m == dist.shape[0] else dist.index_select(0, on(rows.astype(np.int64)))
     if group.cols is not None:
         d = d.index_select(1, group.cols)
-    n = d.shape[1]
     query_idx = block_idx[rows]
     q_dense = on(dense_pid[query_idx])
     q_self = on(_self_positions(group, query_idx))
@@ -436,8 +435,7 @@ def _score_group(
         entry = entries[k]
         keep_codes = (~entry.table[:8]).to(torch.int64)  # [8]
         true = ~entry.table[8:][cc.index_select(0, r)] & sorted_valid.index_select(0, r)
-        cnt = torch.zeros((r.numel(), width + 1), dtype=torch.int64, device=device)
-        torch.cumsum(true, dim=1, out=cnt[:, 1:])
+        cnt = torch.nn.functional.pad(torch.cumsum(true, dim=1), (1, 0))  # [mj, W + 1]
         n_pos = cnt[:, width]
         per_slot = (hist.index_select(0, r) * keep_codes).sum(2)  # [mj, W + 1]
         neg_before = torch.zeros((r.numel(), width + 2), dtype=torch.int64, device=device)
