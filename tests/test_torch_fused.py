@@ -105,8 +105,7 @@ def exact(rng, n, distance):
     return rng.integers(-2, 3, size=(n, 4)).astype(np.float32)
 
 
-@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
-def test_sysu_sampled_trial_galleries(tmp_path, distance):
+def test_sysu_sampled_trial_galleries(tmp_path, distance="cosine"):
     """SYSU-MM01: one sampled gallery per trial (one pool group each), co-located cameras,
     identity CMC by default and image CMC when asked, every SYSU protocol."""
     sysu = load_dump(os.path.join(REPO, "feature_dumps", "demo-sysu.h5")).splits[0]
@@ -116,12 +115,12 @@ def test_sysu_sampled_trial_galleries(tmp_path, distance):
         cam=sysu.cam, modality=sysu.modality, paths=sysu.path, dataset="sysu-mm01",
     )  # fmt: skip
     dump = load_dump(path)
-    protocols = "sysu-all-single:all,sysu-indoor-single,sysu-all-multi,sysu-indoor-multi:all"
+    protocols = "sysu-all-single:all,sysu-indoor-multi"
     agw = SYSUConvention(sampler="agw")
-    evaluation = both(dump, protocols, trials=3, distance=distance, convention=agw)
+    evaluation = both(dump, protocols, trials=2, distance=distance, convention=agw)
     pools = {s.plan.pool_idx.tobytes() for s in evaluation.per_query}
     assert len(pools) > 3  # several sampled galleries, scored in one call
-    both(dump, "sysu-all-multi:all", trials=2, distance=distance, cmc="image", convention=agw)
+    both(dump, "sysu-all-multi", trials=2, distance=distance, cmc="image", convention=agw)
 
 
 @pytest.mark.parametrize("name", ["synth-llcm", "synth-regdb"])

@@ -32,8 +32,8 @@ rows, ONE distance block, and for each pool group:
 The identity CMC convention (the distinct identities ranked before the first true match)
 cannot be read off the histogram: for those plans only, the images before the plan's first
 true match are selected from the block's slot and code tensors (``nonzero``) and their
-distinct identities counted with ``torch.unique`` (a slower path, proportional to the number
-of such images).
+distinct identities marked in a ``rows x identities`` table (a slower path: one more pass
+over the plan's cells, plus work proportional to the number of such images).
 
 Blocks are sized from the free device memory (CUDA: 60 % of it) or ``block_bytes`` (CPU).
 TF32 is off unless ``tf32``. Counts and ranks are exact; AP is summed by torch in float64
@@ -59,6 +59,8 @@ DEVICES = ("cpu", "cuda", "auto")
 BYTES_PER_CELL = 32
 """Device bytes per (query, pool image) cell of a block at its peak: the float32 distance,
 the int64 key, the int32 slot / flat index, the uint8 code and temporaries."""
+SEEN_BYTES = 256 * 1024**2
+"""Bytes of the identity CMC path's ``rows x identities`` table (rows chunked to fit)."""
 CUDA_MEMORY_SHARE = 0.6
 """Share of the free CUDA memory one block may use."""
 _LOW_WORD = 32
@@ -471,8 +473,13 @@ def _identity_first_rank(torch, entry, r, slot, code, cc, sorted_valid, g_dense,
     before &= (kept & 1).bool()
     del kept
     before &= g_dense[None, :] != q_dense.index_select(0, r)[:, None]
-    i, j = before.nonzero(as_tuple=True)
-    del before
-    distinct_keys = torch.unique(i * n_ids + g_dense[j])
-    distinct = torch.bincount(distinct_keys // n_ids, minlength=r.numel())
+    distinct = torch.empty(r.numel(), dtype=torch.int64, device=slot.device)
+    chunk = max(1, SEEN_BYTES // max(1, n_ids))
+    for lo in range(0, r.numel(), chunk):  # a [rows, identities] "seen" table per chunk
+        i, j = before[lo : lo + chunk].nonzero(as_tuple=True)
+        rows = min(chunk, r.numel() - lo)
+        seen = torch.zeros(rows * n_ids, dtype=torch.bool, device=slot.device)
+        seen[i * n_ids + g_dense[j]] = True
+        distinct[lo : lo + rows] = seen.view(rows, n_ids).sum(1)
+        del i, j, seen
     return distinct + 1
