@@ -17,6 +17,7 @@ from vireid_bench.cli.common import (
     one_line_warnings,
     toolkit_version,
 )
+from vireid_bench.cli.device_options import device_options, device_scoring_options
 from vireid_bench.cli.options import (
     memory_limit_option,
     memory_options,
@@ -48,6 +49,7 @@ from vireid_bench.engine.scheduler import scheduler_from_options
 )
 @parents_option
 @memory_limit_option
+@device_options
 @scheduler_options
 def check_command(
     folder: str,
@@ -56,6 +58,8 @@ def check_command(
     tolerance: float,
     expected_dir: str | None,
     memory_limit: str,
+    device: str | None,
+    tf32: bool,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -77,6 +81,7 @@ def check_command(
     from vireid_bench.io.files import OutputError
     from vireid_bench.results import check as chk
 
+    scoring = device_scoring_options(device, tf32, scheduler)
     expected_root = Path(expected_dir) if expected_dir else Path(folder) / chk.EXPECTED_DIR
     has_dumps = Path(folder).is_dir() and any(Path(folder).glob("*.h5"))
     if expected_root.exists() and not expected_root.is_dir():
@@ -93,7 +98,8 @@ def check_command(
             expected_root,
             f"folder {expected_root.parent} does not exist (create it, or pass --parents)",
         )
-    note_cold_kernels(kernels)
+    if not scoring:
+        note_cold_kernels(kernels)
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )
@@ -106,6 +112,7 @@ def check_command(
             scheduler=chosen,
             memory=memory_options(memory_limit),
             update=update,
+            scoring=scoring,
         )
     for note in report.notes + [n for c in report.checks for n in c.notes]:
         click.echo(f"note: {note}", err=True)

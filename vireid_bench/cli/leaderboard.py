@@ -13,6 +13,7 @@ from vireid_bench.cli.common import (
     toolkit_version,
     write_output,
 )
+from vireid_bench.cli.device_options import device_options, device_scoring_options
 from vireid_bench.cli.options import (
     memory_limit_option,
     memory_options,
@@ -79,6 +80,7 @@ from vireid_bench.engine.scheduler import scheduler_from_options
 @trials_option
 @parents_option
 @memory_limit_option
+@device_options
 @scheduler_options
 def leaderboard_command(
     inputs: tuple[str, ...],
@@ -92,6 +94,8 @@ def leaderboard_command(
     trials: int | None,
     parents: bool,
     memory_limit: str,
+    device: str | None,
+    tf32: bool,
     scheduler: str,
     scheduler_address: str | None,
     dask_workers: int,
@@ -133,6 +137,7 @@ def leaderboard_command(
     options: dict[str, object] = {"protocols": protocol}
     if trials is not None:
         options["trials"] = trials
+    options.update(device_scoring_options(device, tf32, scheduler))
     chosen = scheduler_from_options(
         scheduler, scheduler_address, dask_workers, dask_block_queries, dask_timeout
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,14 +178,18 @@ def score_documents(
     version: str,
     scheduler: Scheduler | None = None,
     memory: MemoryOptions | None = None,
+    scoring: Mapping[str, object] | None = None,
 ) -> list[dict]:
     """Score dumps with every preset, all together on ``scheduler`` (default: in process).
 
-    Returns their expected-file documents in order; a Dask scheduler gives the same.
+    ``scoring``: more keyword arguments of :func:`~vireid_bench.engine.scoring.evaluate`
+    (``device``, ``tf32``: the torch backend). Returns their expected-file documents in
+    order; a Dask scheduler gives the same.
     """
 
     presets = tuple(resolve_presets("all"))
-    requests = [ScoreRequest(str(path), presets, memory=memory) for path in paths]
+    options = dict(scoring or {})
+    requests = [ScoreRequest(str(path), presets, options, memory=memory) for path in paths]
     documents = []
     for path, evaluation in zip(paths, evaluate_requests(requests, scheduler), strict=True):
         scored = json.loads(render_json(evaluation.rows, version))
@@ -221,6 +225,7 @@ def check_dumps(
     scheduler: Scheduler | None = None,
     memory: MemoryOptions | None = None,
     update: bool = False,
+    scoring: Mapping[str, object] | None = None,
 ) -> CheckReport:
     """Rescore every ``*.h5`` in ``folder`` and compare with ``expected/<name>.json``.
 
@@ -233,6 +238,8 @@ def check_dumps(
         expected_dir: where the expected files are (default ``<folder>/expected``).
         update: the expected files are about to be recorded (``--update``), so the
             expected folder may be missing; :func:`write_expected` creates it.
+        scoring: more keyword arguments of :func:`~vireid_bench.engine.scoring.evaluate`,
+            e.g. ``{"device": "cuda"}`` to score with the torch backend.
 
     Raises:
         CheckError: when ``folder`` is not a folder or holds no dump, the expected folder
@@ -256,7 +263,7 @@ def check_dumps(
             f"'vireid-bench check {root} --update'"
         )
     report = CheckReport(checks=[])
-    documents = score_documents(dumps, version, scheduler, memory)
+    documents = score_documents(dumps, version, scheduler, memory, scoring)
     for path, document in zip(dumps, documents, strict=True):
         expected_path = expected_root / f"{path.stem}.json"
         check = DumpCheck(path.name, expected_path, len(document["results"]), document=document)
