@@ -616,6 +616,7 @@ def _score_split_streamed(
                 modality=split.modality.astype(np.int64),
                 clauses=task.preset.clause_codes(),
                 identity_cmc=task.cmc == "identity",
+                colocated=bool(task.preset.colocated_cameras),
                 out={
                     key: getattr(scores, key)
                     for key in ("first_rank", "ap", "inp", "n_pos", "n_gallery")
@@ -638,6 +639,7 @@ def _score_split_streamed(
         gallery_block=blocks[1],
         progress=progress,
         check=lambda values: check_distances(values, dump.source, label),
+        camera_keys=camera_keys,
     )
 
 

@@ -40,12 +40,14 @@ import numpy as np
 from numba import njit, prange
 
 from vireid_bench.engine.distances import recipe_distances
+from vireid_bench.engine.fused import FusedJob
 from vireid_bench.engine.kernels import (
     exclusion_table,
     key_less,
     metrics_from_negatives,
     slot_among_true_matches,
 )
+from vireid_bench.engine.streaming_fused import GroupBlock, PoolGroup, label_groups, pool_group
 from vireid_bench.io.recipe import DistanceRecipe
 
 ProgressCallback = Callable[[int], None]
@@ -66,6 +68,9 @@ class StreamJob:
         identity_cmc: the CMC convention.
         out: dict of per-query outputs to fill (``first_rank``, ``ap``, ``inp``, ``n_pos``,
             ``n_gallery``; see :func:`vireid_bench.engine.kernels.empty_query_scores`).
+        colocated: whether ``cam_keys`` are the co-located keys (used by the fused pass,
+            :mod:`vireid_bench.engine.streaming_fused`, when ``score_streamed`` is given
+            both camera keys).
     """
 
     query_idx: np.ndarray
@@ -76,6 +81,7 @@ class StreamJob:
     clauses: np.ndarray
     identity_cmc: bool
     out: dict[str, np.ndarray]
+    colocated: bool = False
 
 
 # --------------------------------------------------------------------------- Numba kernels
@@ -368,6 +374,7 @@ def score_streamed(
     gallery_block: int,
     progress: ProgressCallback | None = None,
     check: Callable[[np.ndarray], object] | None = None,
+    camera_keys: Mapping[bool, np.ndarray] | None = None,
 ) -> None:
     """Score every job over query blocks x gallery blocks; fill each ``job.out``.
 
@@ -385,6 +392,10 @@ def score_streamed(
         progress: called with the number of query rows done after each query block.
         check: called with the true-match distances of each query block (the finite
             check; ``distance_block`` checks its own blocks).
+        camera_keys: the split's camera keys, literal (``False``) and with co-located
+            cameras merged (``True``). When given, the jobs sharing one pool (distinct
+            images) are scored together, one pass per gallery block
+            (:mod:`vireid_bench.engine.streaming_fused`); otherwise one pass per job.
 
     The outputs equal those of :func:`vireid_bench.engine.kernels.score_queries` on the full rows
     (see the module docstring for the float32 round-off caveat).
@@ -399,11 +410,16 @@ def score_streamed(
     pool_pid = pid[pool_union]
     pool_by_pid = np.argsort(pool_pid, kind="stable").astype(np.int64)
     pool_pid_sorted = pool_pid[pool_by_pid]
+    fused_groups, single = _fused_groups(jobs, camera_keys, pool_union, pid, modality)
+    for _, group in fused_groups:
+        group.q_order_pos = [
+            position_in_order[np.searchsorted(query_union, idx)] for idx in group.query_idx
+        ]
     states = [
         _prepare_job(
             job, pool_union, position_in_order[np.searchsorted(query_union, job.query_idx)]
         )
-        for job in jobs
+        for job in single
     ]
     for q_start in range(0, ordered.size, query_block):
         q_stop = min(q_start + query_block, ordered.size)
@@ -426,6 +442,9 @@ def score_streamed(
             )
             if selected.size:
                 active.append(_start_block(state, selected, q_start, table))
+        fused_active = [
+            GroupBlock(group, q_start, q_stop, block_idx, table) for _, group in fused_groups
+        ]
         for g_start in range(0, pool_union.size, gallery_block):
             g_stop = min(g_start + gallery_block, pool_union.size)
             columns = pool_union[g_start:g_stop]
@@ -438,6 +457,8 @@ def score_streamed(
                 distance,
                 distance_block,
             )
+            for fused_block in fused_active:
+                fused_block.count(dist, g_start, g_stop)
             for block in active:
                 state = block["state"]
                 lo = np.searchsorted(state.cols_sorted, g_start)
@@ -471,8 +492,61 @@ def score_streamed(
             del dist
         for block in active:
             _finish_block(block)
+        for fused_block in fused_active:
+            fused_block.finish()
         if progress is not None:
             progress(q_stop - q_start)
+
+
+def _fused_groups(
+    jobs: Sequence[StreamJob],
+    camera_keys: Mapping[bool, np.ndarray] | None,
+    pool_union: np.ndarray,
+    pid: np.ndarray,
+    modality: np.ndarray,
+) -> tuple[list[tuple[list[int], PoolGroup]], list[StreamJob]]:
+    """Split the jobs into pool groups scored by the fused pass and jobs scored alone.
+
+    A pool that holds an image twice, or no ``camera_keys``, keeps the per-job pass.
+    """
+    if camera_keys is None:
+        return [], list(jobs)
+    pools: dict[bytes, list[int]] = {}
+    single = []
+    for k, job in enumerate(jobs):
+        pool = np.asarray(job.pool_idx, dtype=np.int64)
+        if np.unique(pool).size != pool.size:
+            single.append(job)
+            continue
+        pools.setdefault(pool.tobytes(), []).append(k)
+    if not pools:
+        return [], single
+    split_group, relation = label_groups(camera_keys[False], camera_keys[True], modality)
+    _, dense_pid = np.unique(pid, return_inverse=True)
+    dense_pid = dense_pid.reshape(-1).astype(np.int32)
+    n_ids = int(dense_pid.max(initial=-1)) + 1
+    groups = []
+    for members in pools.values():
+        fused_jobs = [
+            (
+                jobs[k].query_idx,
+                None,
+                FusedJob(
+                    queries=np.empty(0, dtype=np.int64),
+                    clauses=jobs[k].clauses,
+                    colocated=jobs[k].colocated,
+                    identity_cmc=jobs[k].identity_cmc,
+                ),
+                jobs[k].out,
+            )
+            for k in members
+        ]
+        group = pool_group(
+            jobs[members[0]].pool_idx, pool_union, fused_jobs, split_group, relation,
+            dense_pid, n_ids,
+        )
+        groups.append((members, group))
+    return groups, single
 
 
 def _rows_in_order(read: RowReader, block_idx: np.ndarray, read_order: np.ndarray) -> np.ndarray:
