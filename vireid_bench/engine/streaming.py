@@ -11,7 +11,10 @@ the same plans without ever holding a query's whole row:
    directly (a row-wise dot product, the same formula as the distance blocks). Each query's
    true matches are sorted by ``(distance, pool position)``.
 2. **Gallery blocks.** The gallery pool is cut into column blocks; for each block the
-   distances ``query block x gallery block`` are computed and every other non-excluded
+   distances ``query block x gallery block`` are computed once for every plan. The plans
+   that share one pool (distinct images) are scored together, one pass per block
+   (:mod:`vireid_bench.engine.streaming_fused`); a pool that holds an image twice keeps
+   the per-plan pass below: every other non-excluded
    gallery image is placed between the sorted true matches by binary search: per query a
    counter ``neg_before[k]`` (images ranked just before the ``k``-th true match) is carried
    across blocks, together with the gallery size and, for the identity CMC convention, a bit

@@ -367,9 +367,7 @@ def pool_group(
         union_cols=union_cols,
         cols_order=cols_order,
         cols_sorted=union_cols[cols_order],
-        contiguous=bool(
-            pool_idx.size == pool_union.size and np.array_equal(pool_idx, pool_union)
-        ),
+        contiguous=bool(pool_idx.size == pool_union.size and np.array_equal(pool_idx, pool_union)),
     )
 
 
@@ -390,9 +388,7 @@ class GroupBlock:
         if self.m == 0:
             return
         e_query = np.concatenate([np.searchsorted(rows, r) for r in rows_of])
-        e_job = np.concatenate(
-            [np.full(r.size, k, dtype=np.int64) for k, r in enumerate(rows_of)]
-        )
+        e_job = np.concatenate([np.full(r.size, k, dtype=np.int64) for k, r in enumerate(rows_of)])
         by_query = np.argsort(e_query, kind="stable")
         self.by_query = by_query
         self.e_job = e_job[by_query]
@@ -415,12 +411,18 @@ class GroupBlock:
         )  # fmt: skip
         bits_of = np.full(self.e_job.size, -1, dtype=np.int64)
         self.first, self.first_max, n_bits = _first_kept(
-            self.start, self.cc, self.e_ptr, self.e_job, group.excluded, group.identity,
+            self.start,
+            self.cc,
+            self.e_ptr,
+            self.e_job,
+            group.excluded,
+            group.identity,
             bits_of,
         )
         self.bits_of = bits_of
-        self.id_bits = np.zeros((max(1, n_bits), (group.n_ids + 63) // 64 if n_bits else 1),
-                                dtype=np.uint64)
+        self.id_bits = np.zeros(
+            (max(1, n_bits), (group.n_ids + 63) // 64 if n_bits else 1), dtype=np.uint64
+        )
         self.hist = np.zeros(8 * int(self.start[-1]), dtype=np.int32)
 
     def count(self, dist: np.ndarray, g_start: int, g_stop: int) -> None:
