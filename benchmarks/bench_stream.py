@@ -173,11 +173,13 @@ def problem(
     limit: str,
     gallery_block: int,
     trees: dict[str, str | None],
+    whole: bool = True,
 ) -> dict:
     """Measure one problem: the matmul once, then each tree's scoring and whole command,
     interleaved (so that every tree sees the same machine load)."""
-    for tree in trees.values():
-        run_whole(path, protocol, limit, gallery_block, tree)  # JIT cache, page cache
+    if whole:
+        for tree in trees.values():
+            run_whole(path, protocol, limit, gallery_block, tree)  # JIT cache, page cache
     load = os.getloadavg()[0]
     record: dict = {
         "label": label,
@@ -187,11 +189,18 @@ def problem(
         record[f"scoring {name}"] = run_child("scoring", path, protocol, limit, gallery_block, tree)
         load = max(load, os.getloadavg()[0])
     for name, tree in trees.items():
-        record[f"whole {name}"] = run_whole(path, protocol, limit, gallery_block, tree)
+        if whole:
+            record[f"whole {name}"] = run_whole(path, protocol, limit, gallery_block, tree)
+        else:
+            record[f"whole {name}"] = {
+                "seconds": float("nan"),
+                "cpu": float("nan"),
+                "peak_rss_mb": float("nan"),
+            }
         load = max(load, os.getloadavg()[0])
     record["load"] = load
     for name in trees:
-        for kind in ("scoring", "whole"):
+        for kind in ("scoring", "whole") if whole else ("scoring",):
             r = record[f"{kind} {name}"]
             mAP = f", mean mAP {r['mAP']:.6f}" if "mAP" in r else ""
             print(
@@ -214,6 +223,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-square", action="store_true")
     parser.add_argument("--skip-40k", action="store_true")
+    parser.add_argument(
+        "--no-whole", action="store_true", help="skip the whole-command runs (faster)"
+    )
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument(
         "--before",
@@ -244,7 +256,11 @@ def main() -> None:
     records = []
     if not args.skip_40k:
         path = make_dump(args.out, 1000, 256)
-        records.append(problem("40k mix-id, --memory-limit 1GB", path, "mix-id", "1GB", 0, trees))
+        records.append(
+            problem(
+                "40k mix-id, --memory-limit 1GB", path, "mix-id", "1GB", 0, trees, not args.no_whole
+            )
+        )
     if not args.skip_square:
         path = make_dump(args.out, args.square_ids, 512)
         n = 40 * args.square_ids
@@ -257,6 +273,7 @@ def main() -> None:
                 "4G",
                 block,
                 trees,
+                not args.no_whole,
             )
         )
     print("\nwall seconds (CPU seconds of the process, all threads); ratios to the matmul")
