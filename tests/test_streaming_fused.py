@@ -22,6 +22,7 @@ from vireid_bench.engine.kernels import empty_query_scores
 from vireid_bench.engine.scoring import MemoryOptions, evaluate
 from vireid_bench.engine.streaming import StreamJob, score_streamed
 from vireid_bench.io.dump import load_dump, write_dump
+from vireid_bench.io.recipe import DistanceRecipe
 from vireid_bench.protocol import builtin_presets, resolve_presets
 from vireid_bench.protocol.datasets import SYSUConvention
 
@@ -179,7 +180,8 @@ def test_score_streamed_with_camera_keys_equals_brute_force(gallery_block):
     # Euclidean distances of small integer rows: sqrt of exact integers, ranked as the
     # brute force ranks the squared distances
     score_streamed(
-        jobs, query_union, pool_union, modality, pid, read, None, "euclidean", distance_block,
+        jobs, query_union, pool_union, modality, pid, {"f": read},
+        DistanceRecipe.from_policy("f", "f"), "euclidean", distance_block,
         query_block=5, gallery_block=gallery_block, camera_keys=keys,
     )  # fmt: skip
     for out, brute in expected:
