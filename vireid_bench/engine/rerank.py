@@ -586,11 +586,16 @@ def _aim_scores(top, tops, skip, k1, k2, q_sim, q_top, out):
         kept += 1
     norm = max(np.sqrt(norm), 1e-12)
     acc = np.zeros(m, dtype=np.float64)
+    # which items g's mean row touches: a stamp per g, never ``acc == 0`` (a similarity
+    # can be exactly 0, or sums cancel to 0, on tied features; the item would be listed
+    # again and ``touched`` overrun)
+    seen = np.zeros(m, dtype=np.int64)
     touched = np.empty(m, dtype=np.int64)
     for g in range(m):
         if g == skip:
             out[g] = np.nan
             continue
+        stamp = g + 1
         # g's k2 nearest (k2 <= k1) in the gallery, each contributing its sparse row
         n_t = 0
         used = 0
@@ -609,7 +614,8 @@ def _aim_scores(top, tops, skip, k1, k2, q_sim, q_top, out):
                 if kept_h == k1:
                     break
                 kept_h += 1
-                if acc[j] == 0.0:
+                if seen[j] != stamp:
+                    seen[j] = stamp
                     touched[n_t] = j
                     n_t += 1
                 acc[j] += tops[h, s]
