@@ -74,9 +74,16 @@ def plain_aim(qf, gf, k1, k2):
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     qf, gf = unit(qf), unit(gf)
+    return plain_aim_similarities(qf @ gf.T, gf @ gf.T, k1, k2)
 
-    def affinity(x, y, mean):
-        s = x @ y.T
+
+def plain_aim_similarities(s_qg, s_gg, k1, k2):
+    """:func:`plain_aim` from the cosine similarities query x gallery and gallery x gallery."""
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def affinity(s, mean):
         k = min(k1, s.shape[1])
         ranks = [
             sorted(range(s.shape[1]), key=lambda j, i=i: (-s[i, j], j))[:k] for i in range(len(s))
@@ -88,9 +95,9 @@ def plain_aim(qf, gf, k1, k2):
             a = np.array([a[r[:k2]].mean(axis=0) for r in ranks])
         return a
 
-    new_q = unit(affinity(qf, gf, False))
-    new_g = unit(affinity(gf, gf, True))
-    return -new_q @ new_g.T - qf @ gf.T
+    new_q = unit(affinity(np.asarray(s_qg, dtype=np.float64), False))
+    new_g = unit(affinity(np.asarray(s_gg, dtype=np.float64), True))
+    return -new_q @ new_g.T - s_qg
 
 
 def squared(x):

@@ -109,10 +109,20 @@ def neighbour_lists(
     ``largest``) of the values, the item itself included. Row blocks stay within
     ``max_bytes``.
     """
+    idx, values, extreme, _ = _neighbour_pass(fn, n, count, max_bytes, largest, False)
+    return idx, values, extreme
+
+
+def _neighbour_pass(
+    fn: PairFunction, n: int, count: int, max_bytes: int, largest: bool, ties: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbour_lists`, and with ``ties`` also :func:`_first_among_ties_changes`
+    of every item (else all False)."""
     c = min(count, n)
     idx = np.empty((n, c), dtype=np.int64)
     values = np.empty((n, c), dtype=np.float64)
     extreme = np.empty(n, dtype=np.float64)
+    changes = np.zeros(n, dtype=bool)
     step = _rows_per_block(n, max_bytes)
     cols = np.arange(n)
     for start in range(0, n, step):
@@ -124,7 +134,26 @@ def neighbour_lists(
         chosen = _sorted_smallest(key, c)
         idx[rows] = chosen
         values[rows] = np.take_along_axis(block, chosen, axis=1)
-    return idx, values, extreme
+        if ties:
+            _first_among_ties_changes(key, chosen, changes)
+    return idx, values, extreme, changes
+
+
+def _first_among_ties_changes(key: np.ndarray, chosen: np.ndarray, changes: np.ndarray) -> None:
+    """Set ``changes[p]`` for each item ``p`` whose moving to the front of its distance
+    ties would change a row's list: the row lists an item ``j < p`` with exactly ``p``'s
+    value (``p`` would move ahead of ``j``, or enter the list).
+
+    A list (``chosen``, in ``(value, item)`` order) holds every item below its last value
+    and the smallest items at it, so that is: ``p``'s value is at most the last one and
+    ``p`` is not the first listed item of its value.
+    """
+    listed = np.take_along_axis(key, chosen, axis=1)
+    first = np.ones(listed.shape, dtype=bool)
+    first[:, 1:] = listed[:, 1:] != listed[:, :-1]
+    is_first = np.zeros(key.shape, dtype=bool)
+    is_first[np.nonzero(first)[0], chosen[first]] = True
+    changes |= ((key <= listed[:, -1:]) & ~is_first).any(axis=0)
 
 
 # --------------------------------------------------------------------------------------
@@ -387,6 +416,11 @@ class KReciprocalJoint:
     Neighbour lists, ``R*`` and ``V`` of every item are computed once; :meth:`rerank`
     then gives the re-ranked rows of any probes, a few at a time.
 
+    Distance ties are broken by item number here; the one-probe rule (``{q} + G_q``,
+    :class:`KReciprocalGallery`) puts the probe first among its ties. The two agree for
+    probe ``p`` unless ``tie_order_matters[p]`` (an exact tie of ``p`` with a smaller item
+    inside some neighbour list); re-rank such a probe with :class:`KReciprocalGallery`.
+
     Args:
         fn: base distances (squared Euclidean, >= 0) between items ``0 .. n-1``.
         n: number of items in the joint set.
@@ -406,7 +440,9 @@ class KReciprocalJoint:
     ) -> None:
         self.fn, self.n, self.k2, self.lambda_value = fn, n, k2, lambda_value
         self.max_bytes = max_bytes
-        self.top, _, self.rowmax = neighbour_lists(fn, n, max(k1 + 1, k2), max_bytes)
+        self.top, _, self.rowmax, self.tie_order_matters = _neighbour_pass(
+            fn, n, max(k1 + 1, k2), max_bytes, False, True
+        )
         lk = min(k1 + 1, n)
         kh1 = min(half_k(k1) + 1, lk)
         uidx, ud, ulen = _u_tables(fn, self.top[:, :lk], kh1, max_bytes)

@@ -325,7 +325,8 @@ def _score_plan(
 
     rows_per_block = max(1, int(block_bytes // max(1, n * 8)))
     k1, k2 = int(used["k1"]), int(used["k2"])
-    for gallery, members in external:
+
+    def score_external(gallery: np.ndarray, members: list[int]) -> None:
         rows_g = pool[gallery]
         size = gallery.size
 
@@ -357,6 +358,9 @@ def _score_plan(
                         rows[r, gallery] = engine.rerank(probe[r])
             emit(chunk, rows)
 
+    for gallery, members in external:
+        score_external(gallery, members)
+
     for key, members in joint.items():
         if len(members) < 2:
             continue
@@ -378,6 +382,13 @@ def _score_plan(
                 lambda_value=float(used["lambda"]),
                 max_bytes=block_bytes,
             )
+            # a probe with an exact distance tie that the joint numbering orders otherwise
+            # than "probe first" (docs/rerank.md): on its own {q} + G_q, as one probe
+            redo = engine.tie_order_matters[positions]
+            for member, pos in zip(np.asarray(members)[redo], positions[redo], strict=True):
+                score_external(j_set[np.arange(j_set.size) != pos], [int(member)])
+            members = [m for m, r in zip(members, redo, strict=True) if not r]
+            positions = positions[~redo]
         for start in range(0, len(members), rows_per_block):
             chunk = members[start : start + rows_per_block]
             pos = positions[start : start + rows_per_block]
