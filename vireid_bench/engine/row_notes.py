@@ -70,7 +70,7 @@ def note_text(row: dict[str, object]) -> str:
     """The row's notes as one line for a table's ``note`` column (``""`` without notes)."""
     parts = []
     if row.get(DIRECTION_KEY):
-        parts.append(f"queries: {row[DIRECTION_KEY]}")
+        parts.append(f"direction: {row[DIRECTION_KEY]}")
     absent = row.get(ABSENT_KEY)
     if absent:
         names = ", ".join(absent) if isinstance(absent, list | tuple) else str(absent)
