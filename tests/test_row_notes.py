@@ -109,6 +109,7 @@ def test_regdb_saai_check_round_trip(saai_dump, tmp_path):
     dump = load_dump(saai_dump)
     rows = evaluate(dump, resolve_presets("regdb-saai")).rows
     stored = json.loads(render_json(rows, "test"))["results"]
+    assert [(r["mINP"], r["absent_metrics"]) for r in stored] == [(None, ["mINP"])] * 2
     expected_file = tmp_path / "expected.json"
     expected_file.write_text(json.dumps({"results": stored}))
     again = json.loads(expected_file.read_text())["results"]
