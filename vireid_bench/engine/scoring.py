@@ -53,6 +53,7 @@ from vireid_bench.engine.plans import (
     skipped_row,
     split_jobs,
 )
+from vireid_bench.engine.row_notes import annotate_row
 from vireid_bench.engine.streaming import StreamJob, score_streamed
 from vireid_bench.engine.torch_backend import resolve_device, score_tasks_torch
 from vireid_bench.errors import ProtocolError
@@ -280,9 +281,10 @@ def aggregate(setup: EvaluationSetup) -> Evaluation:
                 )
             )
             continue
-        rows.append(
-            result_row(setup.base, task.preset, task.variant, task.query_modality, "ok", task)
-        )
+        row = result_row(setup.base, task.preset, task.variant, task.query_modality, "ok", task)
+        convention = setup.context.convention
+        annotate_row(row, task.scores, convention, task.preset, task.variant, task.query_modality)
+        rows.append(row)
     rows.sort(key=lambda r: _row_order(setup.presets, r))
     return Evaluation(rows=rows, per_query=per_query)
 

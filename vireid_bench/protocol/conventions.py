@@ -106,6 +106,16 @@ class Convention:
         """
         return preset
 
+    def absent_metrics(self, variant: str) -> tuple[str, ...]:
+        """Metrics a variant's convention does not define (its rows report them as absent,
+        never as a number). The generic convention defines every metric."""
+        return ()
+
+    def direction(self, preset: Preset, query_modality: int) -> str:
+        """What a row's queries and gallery really are, when its query modality (the
+        setting's name) does not say it; ``""`` when it does (the generic rule)."""
+        return ""
+
     def camera_keys(self, cam: np.ndarray, use_colocated: bool) -> np.ndarray:
         """Return int64 camera keys: co-located cameras share a key when asked for."""
         keys = np.asarray(cam, dtype=np.int64).copy()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vireid_bench.errors import VireidBenchError
-from vireid_bench.protocol.conventions import split_dataset_preset
+from vireid_bench.protocol.conventions import get_convention, split_dataset_preset
 from vireid_bench.protocol.presets import builtin_presets
 
 MIXED_SETTINGS = ("mix", "mix-cam", "mix-cam-id", "mix-id", "mix-p")
@@ -177,3 +177,15 @@ def is_builtin_setting(protocol: str) -> bool:
     """Whether a scoring row's ``protocol`` is a built-in setting (or a dataset protocol of
     one): the only names that map to leaderboard columns."""
     return base_setting(protocol) in builtin_presets()
+
+
+def absent_metrics(dataset: str, column: Column) -> tuple[str, ...]:
+    """Metrics a column's convention does not define, so its cells stay empty whatever a
+    result file says: ``regdb-saai`` rows (RegDB ``cross:saai``) have no mINP."""
+    return tuple(get_convention(dataset).absent_metrics(column.variant))
+
+
+def without_absent(dataset: str, column: Column, values: dict[str, float]) -> dict[str, float]:
+    """``values`` with the column's :func:`absent_metrics` set to NaN (added when missing)."""
+    absent = absent_metrics(dataset, column)
+    return {**values, **dict.fromkeys((m for m in absent if m in CSV_METRICS), float("nan"))}

@@ -32,10 +32,12 @@ from vireid_bench.results.keys import (
     SOURCES,
     Column,
     LeaderboardError,
+    absent_metrics,
     base_setting,
     is_builtin_setting,
     parse_column_key,
     parse_metric,
+    without_absent,
 )
 from vireid_bench.results.leaderboard_table import (
     Result,
@@ -144,7 +146,8 @@ def validate_result_row(row: object, where: str) -> None:
 
     Text fields must be strings, ``query_modality`` infrared or visible, ``protocol`` a
     built-in setting, and, in a scored row (``status`` ``ok``), R1, mAP and mINP numbers in
-    0-100 or null; ``trials`` a non-negative integer when present.
+    0-100 or null (a metric its convention does not define, e.g. ``regdb-saai``'s mINP,
+    is not read); ``trials`` a non-negative integer when present.
 
     Raises:
         LeaderboardError: ``<where>.<field>: <problem>``.
@@ -170,8 +173,11 @@ def validate_result_row(row: object, where: str) -> None:
     if trials is not None and not (integral and trials >= 0):
         raise LeaderboardError(f"{where}.trials: expected a non-negative integer, got {trials!r}")
     if row["status"] == "ok":
+        column = Column(base_setting(str(row["protocol"])), str(variant or ""), "")
+        absent = absent_metrics(str(row["dataset"]), column)  # not read: left empty
         for metric in CSV_METRICS:
-            check_percent(row[metric], f"{where}.{metric}")
+            if metric not in absent:
+                check_percent(row[metric], f"{where}.{metric}")
 
 
 def check_protocol_spec(protocols: str | Iterable[str]) -> None:
@@ -233,18 +239,24 @@ def results_from_rows(
         # a result file's row carries the run metadata itself (score --format json)
         recorded = run if run is not None else row
         seed = recorded.get("seed")
+        column = Column(
+            base_setting(str(row["protocol"])),
+            str(row.get("variant") or ""),
+            str(row["query_modality"]),
+        )
+        absent = absent_metrics(str(row["dataset"]), column)
         results.append(
             Result(
                 dataset=str(row["dataset"]),
                 model=str(row["model"]),
                 source="measured",
                 version=version,
-                column=Column(
-                    base_setting(str(row["protocol"])),
-                    str(row.get("variant") or ""),
-                    str(row["query_modality"]),
+                column=column,
+                values=without_absent(
+                    str(row["dataset"]),
+                    column,
+                    {m: check_percent(row.get(m), m) for m in CSV_METRICS if m not in absent},
                 ),
-                values={m: check_percent(row.get(m), m) for m in CSV_METRICS},
                 origin=origin,
                 sha256=sha256 or str(row.get("dump_sha256") or ""),
                 trials=int(row.get("trials") or 0),
@@ -425,6 +437,7 @@ def results_from_leaderboard_csv(path: str | os.PathLike) -> list[Result]:
                 m: check_percent(_csv_number(row[name]), f"{source}: line {line}: {name}")
                 for m, name in names.items()
             }
+            values = without_absent(row["dataset"], column, values)
             if all(math.isnan(v) for v in values.values()):
                 continue
             results.append(

@@ -6,7 +6,9 @@ values (percentages). The table and Markdown follow one rule: every metric with 
 decimals (``100.00``, never ``100``: the cells are text, not re-parsed as numbers), and
 ``value ± std`` on every scored row of a dump's table as soon as one of its rows averages
 several trials (a single-trial row then shows ``± 0.00``, the spread of one value);
-otherwise plain ``value``. Skipped settings show ``-`` and their status.
+otherwise plain ``value``. Skipped settings show ``-`` and their status. A metric the
+row's convention does not define (``absent_metrics``) shows ``absent``, and the ``note``
+column says why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 from collections.abc import Sequence
 
+from vireid_bench.engine.row_notes import ABSENT_KEY, NOTE_KEYS, note_text
 from vireid_bench.engine.scoring import METRICS, RESULT_KEYS
 from vireid_bench.protocol import PROTOCOL_VERSION
 from vireid_bench.results.run_fields import RUN_FIELDS, run_columns
@@ -40,6 +43,8 @@ def _number(value: object) -> str:
 
 
 def _cell(row: dict[str, object], metric: str, with_std: bool) -> str:
+    if metric in (row.get(ABSENT_KEY) or ()):
+        return "absent"
     text = _number(row[metric])
     if with_std and text != "n/a":
         std = row.get(f"{metric}_std")
@@ -62,8 +67,9 @@ def _setting(row: dict[str, object]) -> str:
 
 
 def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[str]]]:
-    """Headers and cells; a ``note`` column appears when some setting was skipped."""
-    notes = any(row["status"] != "ok" for row in rows)
+    """Headers and cells; a ``note`` column appears when some setting was skipped or a row
+    has notes (absent metrics, what its queries are: :mod:`~vireid_bench.engine.row_notes`)."""
+    notes = any(row["status"] != "ok" or note_text(row) for row in rows)
     with_std = _shows_std(rows)
     headers = ["setting", "query→gallery", *(_HEADERS[m] for m in METRICS), "queries", "no match"]
     if notes:
@@ -82,7 +88,7 @@ def _display_rows(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[li
                 str(row["queries_without_match"]),
             ]
         if notes:
-            cells.append("" if row["status"] == "ok" else str(row["status"]))
+            cells.append(note_text(row) if row["status"] == "ok" else str(row["status"]))
         body.append(cells)
     return headers, body
 
@@ -135,6 +141,17 @@ def _json_value(value: object) -> object:
     return value
 
 
+def _note_value(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _csv_note(value: object) -> object:
+    """A note or run field as a CSV cell: empty when absent, a list joined with ``;``."""
+    if value is None:
+        return ""
+    return ";".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+
 def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
     """Return exactly one JSON object: ``{"vireid_bench_version": ..., "protocol_version": ...,
     "results": [...]}`` (``protocol_version``: the protocol the toolkit scored with).
@@ -143,9 +160,12 @@ def render_json(rows: Sequence[dict[str, object]], version: str) -> str:
     ``score`` command adds the dump file's SHA-256) keeps it, after the result keys, and
     so do the dump's run metadata (:data:`~vireid_bench.results.run_fields.RUN_FIELDS`:
     ``seed``, ``run``, ``selection``, ``trained_on``, ``synthetic``) that it carries.
+    A row's notes (:data:`~vireid_bench.engine.row_notes.NOTE_KEYS`: ``direction``,
+    ``absent_metrics``, a list) follow the result keys when it has them.
     """
     results = [
         {key: _json_value(row[key]) for key in RESULT_KEYS}
+        | {key: _note_value(row[key]) for key in NOTE_KEYS if row.get(key)}
         | ({"dump_sha256": row["dump_sha256"]} if "dump_sha256" in row else {})
         | {key: row[key] for key in RUN_FIELDS if row.get(key) is not None}
         for row in rows
@@ -162,16 +182,17 @@ def render_csv(rows: Sequence[dict[str, object]]) -> str:
     """Return CSV with the JSON keys as columns (unrounded values, empty for NaN).
 
     Run-metadata columns (``seed``, ``run``, ``selection``, ``trained_on``, ``synthetic``)
-    follow when any row carries the field; empty for rows that do not.
+    follow when any row carries the field; empty for rows that do not. So do the note
+    columns ``direction`` and ``absent_metrics`` (metric names joined with ``;``), first.
     """
     buffer = io.StringIO()
-    extra = run_columns(rows)
+    extra = [key for key in NOTE_KEYS if any(row.get(key) for row in rows)] + run_columns(rows)
     writer = csv.DictWriter(buffer, fieldnames=[*RESULT_KEYS, *extra], lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(
             {key: "" if _json_value(row[key]) is None else row[key] for key in RESULT_KEYS}
-            | {key: "" if row.get(key) is None else row[key] for key in extra}
+            | {key: _csv_note(row.get(key)) for key in extra}
         )
     return buffer.getvalue()
 

@@ -74,6 +74,11 @@ TEST_FOLDERS = {"test_vis": (VISIBLE, VISIBLE_CAMERAS), "test_nir": (INFRARED, I
 TRAIN_LISTS = {"idx/train_vis.txt": VISIBLE, "idx/train_nir.txt": INFRARED}
 TRIALS = 10
 V2I_RULES = ("deen", "visible-queries")
+V2I_DIRECTIONS = {
+    "deen": "v2i (DEEN test.py mode: infrared queries, visible gallery)",
+    "visible-queries": "v2i (visible queries, sampled infrared gallery)",
+}
+"""The ``direction`` field of the cross-modal visible-query row, per V->I rule."""
 _CAMERA_IN_NAME = re.compile(r"_c(\d+)_")
 _CAMERA_FOLDER = re.compile(r"^cam(\d+)$")
 
@@ -207,6 +212,15 @@ class LLCMConvention(Convention):
         """One unnamed variant per preset (``llcm-*`` presets included)."""
         check_dataset_preset(preset, self.name)
         return [""]
+
+    def direction(self, preset: Preset, query_modality: int) -> str:
+        """The cross-modal visible-query row (``llcm-v2i``) says what its queries are: with
+        ``v2i="deen"`` they are sampled near-infrared images ranked against every visible
+        image, although the row's key keeps ``query_modality: visible`` (the setting's
+        direction; the I->V row's key stays distinct)."""
+        if base_setting(preset) != "cross" or query_modality != VISIBLE:
+            return ""
+        return V2I_DIRECTIONS[self.v2i]
 
     def adapt_preset(self, preset: Preset) -> Preset:
         """Cross: remove the other modality's images of the query's identity and camera.

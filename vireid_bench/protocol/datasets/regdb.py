@@ -89,6 +89,9 @@ def index_regdb(root: str | os.PathLike, split: str = "test", trials: Iterable[i
 
 SAAI_VARIANT = "saai"
 SAAI_PRESET = "regdb-saai"
+SAAI_ABSENT_METRICS = ("mINP",)
+"""Metrics the ``regdb-saai`` convention does not define (SAAI's ``utils/eval_regdb.py``
+prints r1, r10, r20 and mAP only)."""
 
 
 class RegDBConvention(Convention):
@@ -115,6 +118,11 @@ class RegDBConvention(Convention):
         if entry is not None and entry.variant:
             return [entry.variant]
         return [""]
+
+    def absent_metrics(self, variant: str) -> tuple[str, ...]:
+        """``regdb-saai`` (variant ``saai``): no mINP (SAAI, MPANet and the MixER authors'
+        ``eval_regdb`` compute none)."""
+        return SAAI_ABSENT_METRICS if variant == SAAI_VARIANT else ()
 
     def adapt_preset(self, preset: Preset) -> Preset:
         """Cross: remove the query's modality only, as ``eval_regdb`` (which removes nothing
