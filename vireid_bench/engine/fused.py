@@ -14,7 +14,9 @@ order), so each query's row of distances is read once for all of them. Per query
    job's true matches are the candidates its exclusion table keeps (a lookup by
    ``8 + c3``), already in order; ``cnt[s]`` counts them among the first ``s`` candidates.
 3. **One pass.** Every pool image that precedes the last candidate is placed among the
-   candidates with a branch-free search (``s`` = candidates before it) and counted in a
+   candidates (``s`` = candidates before it) by a per-query bucket table over the candidate
+   distances and a fixed number of comparisons (:mod:`vireid_bench.engine.placement`; a
+   branch-free search for a handful of candidates) and counted in a
    histogram ``hist[c3, s]``. The candidates themselves and the query are then taken out
    of the histogram (their ``s`` is known), so no identity test runs per image.
 4. **Per job.** ``neg_before[cnt[s]] += hist[c3, s]`` over the codes the job keeps gives
