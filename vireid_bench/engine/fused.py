@@ -14,7 +14,9 @@ order), so each query's row of distances is read once for all of them. Per query
    job's true matches are the candidates its exclusion table keeps (a lookup by
    ``8 + c3``), already in order; ``cnt[s]`` counts them among the first ``s`` candidates.
 3. **One pass.** Every pool image that precedes the last candidate is placed among the
-   candidates with a branch-free search (``s`` = candidates before it) and counted in a
+   candidates (``s`` = candidates before it) by a per-query bucket table over the candidate
+   distances and a fixed number of comparisons (:mod:`vireid_bench.engine.placement`; a
+   branch-free search for a handful of candidates) and counted in a
    histogram ``hist[c3, s]``. The candidates themselves and the query are then taken out
    of the histogram (their ``s`` is known), so no identity test runs per image.
 4. **Per job.** ``neg_before[cnt[s]] += hist[c3, s]`` over the codes the job keeps gives
@@ -40,9 +42,14 @@ from vireid_bench.engine.kernels import (
     exclusion_table,
     metrics_from_negatives,
 )
+from vireid_bench.engine.placement import (
+    BUCKETS_PER_CANDIDATE,
+    build_buckets,
+    place_bucketed,
+    place_searched,
+)
 
 _CHUNK = 16
-_LINEAR_MAX = 32
 _INSERTION_SORT_MAX = 32
 
 
@@ -62,32 +69,6 @@ class FusedJob:
     clauses: np.ndarray
     colocated: bool
     identity_cmc: bool
-
-
-@njit(cache=True)
-def _before(cd, cj, n, d, j):
-    """How many of the sorted keys ``(cd[:n], cj[:n])`` precede ``(d, j)``.
-
-    The distances alone first, without a branch per key (a vectorised count up to
-    :data:`_LINEAR_MAX` keys, a branch-free binary search beyond), then the keys of equal
-    distance, which sit right after them and precede ``(d, j)`` when their position is
-    smaller (a loop that runs only on ties).
-    """
-    if n <= _LINEAR_MAX:
-        s = 0
-        for t in range(n):
-            s += np.int32(cd[t] < d)
-    else:
-        lo = 0
-        width = n
-        while width > 1:
-            half = width >> 1
-            lo = lo + half if cd[lo + half - 1] < d else lo
-            width -= half
-        s = lo + np.int32(cd[lo] < d)
-    while s < n and cd[s] == d and cj[s] < j:
-        s += 1
-    return s
 
 
 @njit(cache=True)
@@ -154,6 +135,8 @@ def _score_fused(
         cj = np.empty(width, dtype=np.int32)
         near = np.empty(n_pool, dtype=np.int32)
         cc = np.empty(width, dtype=np.uint8)
+        table = np.empty(BUCKETS_PER_CANDIDATE * width + 2, dtype=np.int32)
+        scale = np.empty(1, dtype=dist.dtype)
         hist = np.empty(8 * width, dtype=np.int64)
         cnt = np.empty((n_jobs, width), dtype=np.int32)
         first = np.empty(n_jobs, dtype=np.int64)
@@ -220,6 +203,7 @@ def _score_fused(
                 hist[t] = 0
             last_d = cd[n_cand - 1]
             last_j = cj[n_cand - 1]
+            t1, inv, k_max = build_buckets(cd, 0, n_cand, table, 0, scale)
             n_rec = 0
             # the images before the last candidate, gathered without a branch per image
             n_near = 0
@@ -233,24 +217,37 @@ def _score_fused(
                     d = row[g_cols[j]]
                     near[n_near] = j
                     n_near += (d < last_d) | ((d == last_d) & (j < last_j))
-            for x in range(n_near):
-                j = near[x]
-                d = row[j] if contiguous else row[g_cols[j]]
-                s = _before(cd, cj, n_cand, d, j)
-                c3 = rel[g_group[j]]
-                hist[c3 * n_cand + s] += 1
-                if need_records and s <= first_max:
-                    rec_pid[n_rec] = g_pid[j]
-                    rec_c3[n_rec] = c3
-                    rec_s[n_rec] = s
-                    n_rec += 1
+            if k_max >= 0:
+                for x in range(n_near):
+                    j = near[x]
+                    d = row[j] if contiguous else row[g_cols[j]]
+                    s = place_bucketed(cd, cj, 0, n_cand, table, 0, t1, inv, k_max, d, j)
+                    c3 = rel[g_group[j]]
+                    hist[c3 * n_cand + s] += 1
+                    if need_records and s <= first_max:
+                        rec_pid[n_rec] = g_pid[j]
+                        rec_c3[n_rec] = c3
+                        rec_s[n_rec] = s
+                        n_rec += 1
+            else:
+                for x in range(n_near):
+                    j = near[x]
+                    d = row[j] if contiguous else row[g_cols[j]]
+                    s = place_searched(cd, cj, 0, n_cand, d, j)
+                    c3 = rel[g_group[j]]
+                    hist[c3 * n_cand + s] += 1
+                    if need_records and s <= first_max:
+                        rec_pid[n_rec] = g_pid[j]
+                        rec_c3[n_rec] = c3
+                        rec_s[n_rec] = s
+                        n_rec += 1
             # the candidates before the last one, and the query, are no negatives
             for t in range(n_cand - 1):
                 hist[cc[t] * n_cand + t] -= 1
             if me >= 0:
                 d_me = row[g_cols[me]]
                 if d_me < last_d or (d_me == last_d and me < last_j):
-                    s = _before(cd, cj, n_cand, d_me, me)
+                    s = place_searched(cd, cj, 0, n_cand, d_me, me)
                     hist[rel[g_group[me]] * n_cand + s] -= 1
             for e in range(e_ptr[i], e_ptr[i + 1]):
                 k = e_job[e]
