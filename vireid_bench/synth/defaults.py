@@ -46,7 +46,8 @@ SYNTH_IMAGE_DEFAULTS: dict[str, object] = {
 SYNTH_IMAGE_PRESETS: dict[str, dict[str, object]] = {
     # Calibrated (benchmarks/calibrate_synth.py, 9 settings, 2026-11-26): the synth-baseline
     # ResNet-18 at the CPU-budget schedule (synth_runs.CPU_BUDGET) reaches cross-modal I->V
-    # R1 51.45 % (band 40-70 %) and uni-modal I->I 92.54 %, V->V 99.45 % (docs/mixer.md).
+    # R1 51.45 % (band 40-70 %) and uni-modal I->I 92.54 %, V->V 99.45 % (docs/mixer.md;
+    # trained on a GPU: that the schedule fits 10 minutes of 2 CPU cores is not verified).
     "learnable": {
         "ids": 64,
         "per_cam": 4,
