@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fused import check_against_brute_force, every_setting, problems
+from test_fused import PRESETS, check_against_brute_force, every_setting, problems
 
+from vireid_bench.engine.fused import FusedJob, score_jobs
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
     MIN_BUCKETED,
+    bucket_clamped,
+    bucket_of,
     build_buckets,
     place_bucketed,
     place_searched,
@@ -141,3 +144,70 @@ def test_fused_kernel_with_bucket_tables_matches_the_brute_force(drawn, dtype):
     problem["dist"] = dist
     jobs, specs = every_setting(problem, rng)
     check_against_brute_force(problem, jobs, specs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clamped_bucket_equals_the_bucket_below_the_cap_and_caps_the_rest(dtype):
+    rng = np.random.default_rng(3)
+    t1, inv = dtype(0.125), dtype(37.0)
+    cap = 65.0
+    for d in (rng.random(2000) * 3 - 1).astype(dtype):
+        b = bucket_of(d, t1, inv)
+        assert bucket_clamped(d, t1, inv, cap) == (b if b < cap else int(cap))
+    for d in (np.inf, np.nan, np.finfo(dtype).max, dtype(1e30) if dtype is np.float64 else 3e38):
+        assert bucket_clamped(dtype(d), t1, inv, cap) == int(cap)
+    assert bucket_clamped(dtype(-np.inf), t1, inv, cap) == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(max_pool=200, max_ids=3, levels=64), st.sampled_from([np.float32, np.float64]))
+def test_bucket_histogram_pass_matches_the_brute_force(drawn, dtype):
+    # image-CMC jobs only, so no query needs per-image records and the fused kernel takes
+    # its bucket-histogram pass (fused._bucket_pass); some distances huge or infinite
+    problem, rng = drawn
+    dist = problem["dist"].astype(dtype)
+    jitter = rng.random(dist.shape) < 0.5
+    dist[jitter] += (rng.random(dist.shape)[jitter] / 256).astype(dtype)
+    far = rng.random(dist.shape) < 0.05
+    dist[far] = np.where(rng.random(dist.shape) < 0.5, np.inf, 1e30)[far].astype(dtype)
+    problem["dist"] = dist
+    jobs, specs = every_setting(problem, rng)
+    image_only = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if not spec[1]]
+    check_against_brute_force(
+        problem, [job for job, _ in image_only], [spec for _, spec in image_only]
+    )
+
+
+def test_bucket_histogram_pass_by_hand():
+    # one query (pool position 0, identity 0) and a pool of 10 candidates of its identity
+    # plus 5 others; distances chosen so that others fall in empty buckets, in a bucket
+    # with a candidate (a tie by distance, settled by pool position), and past the last one
+    cand = np.arange(1, 11) / 16  # exact binary fractions: the ties below are real ties
+    # before all; ties candidate 4 at a larger position; between 5 and 6; ties the last
+    # candidate at a larger position (after it); after everything
+    others = np.array([0.03125, 0.25, 0.34375, 0.625, 2.0])
+    dist = np.concatenate([[0.0], cand, others])[None, :].astype(np.float64)
+    n = dist.shape[1]
+    pid = np.array([0] * 11 + [1] * 5)
+    cam = np.array([1] + [3] * 10 + [3] * 5)
+    mod = (cam >= 3).astype(np.int64)
+    problem = {
+        "dist": dist, "q_rows": np.array([0]), "q_uid": np.array([0]), "q_pid": np.array([0]),
+        "q_cam": np.array([1]), "q_cam_colocated": np.array([1]), "q_mod": np.array([0]),
+        "g_cols": np.arange(n), "g_uid": np.arange(n), "g_pid": pid, "g_cam": cam,
+        "g_cam_colocated": cam, "g_mod": mod,
+    }  # fmt: skip
+    job = FusedJob(np.array([0]), PRESETS["mix"].clause_codes(), False, False)
+    (out,) = check_and_score(problem, job)
+    # images ranked before the k-th true match (k = 1..10), by the comments above
+    before = [1, 1, 1, 1, 2, 3, 3, 3, 3, 3]
+    ranks = [k + 1 + before[k] for k in range(10)]
+    expected_ap = sum((k + 1) / r for k, r in enumerate(ranks)) / 10
+    assert out["n_pos"][0] == 10 and out["n_gallery"][0] == 15
+    assert out["first_rank"][0] == ranks[0]
+    assert out["ap"][0] == pytest.approx(expected_ap, abs=1e-12)
+
+
+def check_and_score(problem, job):
+    check_against_brute_force(problem, [job], [("mix", False, False)])
+    return score_jobs(jobs=[job], **problem)

@@ -105,6 +105,70 @@ def slot_among_true_matches(sorted_d, sorted_j, offset, n_pos, d, j) -> int:
 
 
 @njit(cache=True)
+def place_negatives(
+    pos_d, pos_j, n_pos, neg_d, neg_j, n_neg, neg_before, identity_cmc, g_pid, pid_buffer
+) -> int:
+    """Count, per true match, the other gallery images ranked before it.
+
+    Sorts the ``n_pos`` true matches ``(pos_d, pos_j)`` in place by (distance, pool
+    position), then places each of the ``n_neg`` other images ``(neg_d, neg_j)`` among them:
+    ``neg_before[s]`` (``s`` in ``0 .. n_pos``, zeroed here) counts the images with exactly
+    ``s`` true matches before them. Images after the last true match change no metric and
+    are skipped without a search. With ``identity_cmc`` the identities (``g_pid`` of the
+    pool position) of the images before the first true match are written to
+    ``pid_buffer``; returns how many were written (0 otherwise).
+    """
+    # in place by insertion for the usual handful, by a stable merge sort beyond that
+    if n_pos <= _INSERTION_SORT_MAX:
+        for a in range(1, n_pos):
+            d_a = pos_d[a]
+            j_a = pos_j[a]
+            b = a - 1
+            while b >= 0 and key_less(d_a, j_a, pos_d[b], pos_j[b]):
+                pos_d[b + 1] = pos_d[b]
+                pos_j[b + 1] = pos_j[b]
+                b -= 1
+            pos_d[b + 1] = d_a
+            pos_j[b + 1] = j_a
+    else:
+        order = np.argsort(pos_d[:n_pos], kind="mergesort")
+        sorted_d = pos_d[:n_pos][order]
+        sorted_j = pos_j[:n_pos][order]
+        pos_d[:n_pos] = sorted_d
+        pos_j[:n_pos] = sorted_j
+    for p in range(n_pos + 1):
+        neg_before[p] = 0
+    last_d = pos_d[n_pos - 1]
+    last_j = pos_j[n_pos - 1]
+    n_closer_ids = 0
+    for t in range(n_neg):
+        d = neg_d[t]
+        j = neg_j[t]
+        if key_less(last_d, last_j, d, j):
+            continue
+        slot = slot_among_true_matches(pos_d, pos_j, 0, n_pos, d, j)
+        neg_before[slot] += 1
+        if identity_cmc and slot == 0:
+            pid_buffer[n_closer_ids] = g_pid[j]
+            n_closer_ids += 1
+    return n_closer_ids
+
+
+@njit(cache=True)
+def distinct_count(values, n) -> int:
+    """How many distinct values ``values[:n]`` holds (sorts that prefix in place)."""
+    if n == 0:
+        return 0
+    head = values[:n]
+    head.sort()
+    distinct = 1
+    for t in range(1, n):
+        if head[t] != head[t - 1]:
+            distinct += 1
+    return distinct
+
+
+@njit(cache=True)
 def _score_one_query(
     row,
     q_uid,
@@ -157,53 +221,12 @@ def _score_one_query(
     n_gallery = n_pos + n_neg
     if n_pos == 0:
         return 0, np.nan, np.nan, 0, n_gallery
-    # Sort the true matches by (distance, pool position): in place by insertion for the
-    # usual handful, by a stable merge sort beyond that.
-    if n_pos <= _INSERTION_SORT_MAX:
-        for a in range(1, n_pos):
-            d_a = pos_d[a]
-            j_a = pos_j[a]
-            b = a - 1
-            while b >= 0 and key_less(d_a, j_a, pos_d[b], pos_j[b]):
-                pos_d[b + 1] = pos_d[b]
-                pos_j[b + 1] = pos_j[b]
-                b -= 1
-            pos_d[b + 1] = d_a
-            pos_j[b + 1] = j_a
-        sorted_d = pos_d
-        sorted_j = pos_j
-    else:
-        order = np.argsort(pos_d[:n_pos], kind="mergesort")
-        sorted_d = pos_d[:n_pos][order]
-        sorted_j = pos_j[:n_pos][order]
-    for p in range(n_pos + 1):
-        neg_before[p] = 0
-    last_d = sorted_d[n_pos - 1]
-    last_j = sorted_j[n_pos - 1]
-    n_closer_ids = 0
-    # Pass 2 over the rest: place each between the sorted true matches. Images after the
-    # last true match change no metric and are skipped without a search.
-    for t in range(n_neg):
-        d = neg_d[t]
-        j = neg_j[t]
-        if key_less(last_d, last_j, d, j):
-            continue
-        lo = slot_among_true_matches(sorted_d, sorted_j, 0, n_pos, d, j)
-        neg_before[lo] += 1
-        if identity_cmc and lo == 0:
-            pid_buffer[n_closer_ids] = g_pid[j]
-            n_closer_ids += 1
+    n_closer_ids = place_negatives(
+        pos_d, pos_j, n_pos, neg_d, neg_j, n_neg, neg_before, identity_cmc, g_pid, pid_buffer
+    )
     ap, inp, first_rank = metrics_from_negatives(neg_before, 0, n_pos)
     if identity_cmc:
-        distinct = 0
-        if n_closer_ids > 0:
-            ids = pid_buffer[:n_closer_ids]
-            ids.sort()
-            distinct = 1
-            for t in range(1, n_closer_ids):
-                if ids[t] != ids[t - 1]:
-                    distinct += 1
-        first_rank = distinct + 1
+        first_rank = distinct_count(pid_buffer, n_closer_ids) + 1
     return first_rank, ap, inp, n_pos, n_gallery
 
 

@@ -25,7 +25,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.engine.kernels import exclusion_table, key_less, slot_among_true_matches
+from vireid_bench.engine.kernels import (
+    distinct_count,
+    exclusion_table,
+    key_less,
+    place_negatives,
+)
 
 _CHUNK = 16
 
@@ -100,40 +105,16 @@ def _rank_one(
     n_gallery = n_pos + n_neg
     if n_pos == 0:
         return n_gallery, 0, 0
-    # the true matches by (distance, position): a stable sort of distances in pool order
-    order = np.argsort(pos_d[:n_pos], kind="mergesort")
-    sorted_d = pos_d[:n_pos][order]
-    sorted_j = pos_j[:n_pos][order]
-    for p in range(n_pos + 1):
-        neg_before[p] = 0
-    last_d = sorted_d[n_pos - 1]
-    last_j = sorted_j[n_pos - 1]
-    n_closer_ids = 0
-    for t in range(n_neg):
-        d = neg_d[t]
-        j = neg_j[t]
-        if key_less(last_d, last_j, d, j):
-            continue
-        slot = slot_among_true_matches(sorted_d, sorted_j, 0, n_pos, d, j)
-        neg_before[slot] += 1
-        if identity_cmc and slot == 0:
-            pid_buffer[n_closer_ids] = g_pid[j]
-            n_closer_ids += 1
+    n_closer_ids = place_negatives(
+        pos_d, pos_j, n_pos, neg_d, neg_j, n_neg, neg_before, identity_cmc, g_pid, pid_buffer
+    )
     negatives = 0
     for k in range(n_pos):
         negatives += neg_before[k]
         ranks_out[offset + k] = k + 1 + negatives
     first_hit = ranks_out[offset]
     if identity_cmc:
-        distinct = 0
-        if n_closer_ids > 0:
-            ids = pid_buffer[:n_closer_ids]
-            ids.sort()
-            distinct = 1
-            for t in range(1, n_closer_ids):
-                if ids[t] != ids[t - 1]:
-                    distinct += 1
-        first_hit = distinct + 1
+        first_hit = distinct_count(pid_buffer, n_closer_ids) + 1
     return n_gallery, n_pos, first_hit
 
 

@@ -12,7 +12,8 @@ rows:
    true matches are the candidates its exclusion table keeps (a lookup by relation code).
 2. **One pass per gallery block.** Every image of the block that precedes the query's last
    candidate (gathered without a branch per image) and is not of the query's identity is
-   placed among the candidates (``s`` = candidates before it, a branch-free count) and
+   placed among the candidates (``s`` = candidates before it: a per-query bucket table and a
+   few comparisons, :mod:`vireid_bench.engine.placement`) and
    counted in a per-query histogram ``hist[c3, s]`` carried across gallery blocks; ``c3``
    is the relation code of :mod:`vireid_bench.engine.fused` (bit 2 same camera, bit 1 same
    co-located camera, bit 0 same modality). For plans with the identity CMC, the identities
@@ -37,33 +38,41 @@ from numba import njit, prange
 
 from vireid_bench.engine.fused import FusedJob, job_tables
 from vireid_bench.engine.kernels import metrics_from_negatives
+from vireid_bench.engine.placement import (
+    BUCKETS_PER_CANDIDATE,
+    MIN_BUCKETED,
+    build_buckets,
+    place_bucketed,
+    place_searched,
+)
 
 _CHUNK = 16
-_LINEAR_MAX = 32
 
 
-@njit(cache=True)
-def _place(cd, cj, a0, n, d, j):
-    """How many of the sorted keys ``(cd, cj)[a0:a0 + n]`` precede ``(d, j)``.
+@njit(cache=True, parallel=True)
+def _bucket_tables(start, cd):
+    """Per query, the bucket table of its sorted candidates (:mod:`~vireid_bench.engine.placement`).
 
-    A branch-free count of smaller distances (a branch-free binary search beyond
-    :data:`_LINEAR_MAX` keys), then the keys of equal distance and smaller position.
+    Returns ``(t_start, table, t1, inv, k)``: query ``i``'s table is
+    ``table[t_start[i]:t_start[i + 1]]``; ``k[i] = -1`` where none is built (few candidates,
+    an empty or infinite range), and the direct search places its images.
     """
-    if n <= _LINEAR_MAX:
-        s = 0
-        for t in range(n):
-            s += np.int32(cd[a0 + t] < d)
-    else:
-        lo = 0
-        width = n
-        while width > 1:
-            half = width >> 1
-            lo = lo + half if cd[a0 + lo + half - 1] < d else lo
-            width -= half
-        s = lo + np.int32(cd[a0 + lo] < d)
-    while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
-        s += 1
-    return s
+    m = start.shape[0] - 1
+    t_start = np.zeros(m + 1, dtype=np.int64)
+    for i in range(m):
+        n = start[i + 1] - start[i]
+        t_start[i + 1] = t_start[i] + (BUCKETS_PER_CANDIDATE * n + 2 if n >= MIN_BUCKETED else 0)
+    table = np.empty(t_start[m], dtype=np.int32)
+    t1 = np.zeros(m, dtype=cd.dtype)
+    inv = np.zeros(m, dtype=cd.dtype)
+    k = np.full(m, -1, dtype=np.int64)
+    for i in prange(m):
+        n = start[i + 1] - start[i]
+        if n < MIN_BUCKETED:
+            continue
+        scale = np.empty(1, dtype=cd.dtype)
+        t1[i], inv[i], k[i] = build_buckets(cd, start[i], n, table, t_start[i], scale)
+    return t_start, table, t1, inv, k
 
 
 @njit(cache=True, parallel=True)
@@ -147,11 +156,15 @@ def _first_kept(start, cc, e_ptr, e_job, excluded, identity, bits_of):
 
 @njit(cache=True, parallel=True)
 def _count(
-    dist, q_rows, q_pid, q_group, start, cd, cj, hist, first_max, e_ptr, e_job, first,
-    bits_of, id_bits, excluded, contiguous, g_start, block_pos, block_cols, g_pid, g_group,
-    relation,
+    dist, q_rows, q_pid, q_group, start, cd, cj, t_start, table, t1, inv, k_max, hist,
+    first_max, e_ptr, e_job, first, bits_of, id_bits, excluded, contiguous, g_start,
+    block_pos, block_cols, g_pid, g_group, relation,
 ):  # fmt: skip
     """Add one gallery block to every query's histogram (and identity bit sets).
+
+    Images are placed among the candidates by the query's bucket table where it has one
+    (``k_max[i] >= 0``, see :func:`_bucket_tables`; the caller passes all ``-1`` when the
+    block's distances are not of the candidates' type), by the direct search otherwise.
 
     Contiguous: the block is pool positions ``g_start + t`` in columns ``t`` of ``dist``;
     otherwise pool positions ``block_pos[t]`` in columns ``block_cols[t]``. ``hist`` has
@@ -189,6 +202,8 @@ def _count(
             rel = relation[q_group[i]]
             h0 = 8 * a0
             fm = first_max[i]
+            kq = k_max[i]
+            tq = t_start[i]
             for x in range(n_near):
                 t = near[x]
                 if contiguous:
@@ -199,7 +214,10 @@ def _count(
                     d = row[block_cols[t]]
                 if g_pid[j] == p:
                     continue  # a candidate or the query itself: placed beforehand
-                s = _place(cd, cj, a0, n, d, j)
+                if kq >= 0:
+                    s = place_bucketed(cd, cj, a0, n, table, tq, t1[i], inv[i], kq, d, j)
+                else:
+                    s = place_searched(cd, cj, a0, n, d, j)
                 c3 = rel[g_group[j]]
                 hist[h0 + c3 * n + s] += 1
                 if s <= fm:
@@ -424,6 +442,10 @@ class GroupBlock:
             (max(1, n_bits), (group.n_ids + 63) // 64 if n_bits else 1), dtype=np.uint64
         )
         self.hist = np.zeros(8 * int(self.start[-1]), dtype=np.int32)
+        self.t_start, self.table, self.t1, self.inv, self.k_max = _bucket_tables(
+            self.start, self.cd
+        )
+        self.no_table = np.full(self.m, -1, dtype=np.int64)
 
     def count(self, dist: np.ndarray, g_start: int, g_stop: int) -> None:
         """Count the pool images whose union columns are ``g_start:g_stop`` (dist's columns)."""
@@ -440,9 +462,12 @@ class GroupBlock:
                 return
             block_pos = group.cols_order[lo:hi]
             block_cols = group.union_cols[block_pos] - g_start
+        # the bucket tables hold float32 buckets; other distance types take the direct search
+        k_max = self.k_max if dist.dtype == self.cd.dtype else self.no_table
         _count(
             dist, self.rows, self.q_pid, self.q_group, self.start, self.cd, self.cj,
-            self.hist, self.first_max, self.e_ptr, self.e_job, self.first, self.bits_of,
+            self.t_start, self.table, self.t1, self.inv, k_max, self.hist, self.first_max,
+            self.e_ptr, self.e_job, self.first, self.bits_of,
             self.id_bits, group.excluded, group.contiguous, g_start, block_pos, block_cols,
             group.g_pid, group.g_group, group.relation,
         )  # fmt: skip
