@@ -17,8 +17,6 @@ from vireid_bench.engine.fused import FusedJob, score_jobs
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
     MIN_BUCKETED,
-    bucket_clamped,
-    bucket_of,
     build_buckets,
     place_bucketed,
     place_searched,
@@ -146,24 +144,10 @@ def test_fused_kernel_with_bucket_tables_matches_the_brute_force(drawn, dtype):
     check_against_brute_force(problem, jobs, specs)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clamped_bucket_equals_the_bucket_below_the_cap_and_caps_the_rest(dtype):
-    rng = np.random.default_rng(3)
-    t1, inv = dtype(0.125), dtype(37.0)
-    cap = 65.0
-    for d in (rng.random(2000) * 3 - 1).astype(dtype):
-        b = bucket_of(d, t1, inv)
-        assert bucket_clamped(d, t1, inv, cap) == (b if b < cap else int(cap))
-    for d in (np.inf, np.nan, np.finfo(dtype).max, dtype(1e30) if dtype is np.float64 else 3e38):
-        assert bucket_clamped(dtype(d), t1, inv, cap) == int(cap)
-    assert bucket_clamped(dtype(-np.inf), t1, inv, cap) == 0
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(max_pool=200, max_ids=3, levels=64), st.sampled_from([np.float32, np.float64]))
-def test_bucket_histogram_pass_matches_the_brute_force(drawn, dtype):
-    # image-CMC jobs only, so no query needs per-image records and the fused kernel takes
-    # its bucket-histogram pass (fused._bucket_pass); some distances huge or infinite
+def test_image_cmc_jobs_with_huge_and_infinite_distances_match_the_brute_force(drawn, dtype):
+    # image-CMC jobs only (no query records identities); some distances huge or infinite
     problem, rng = drawn
     dist = problem["dist"].astype(dtype)
     jitter = rng.random(dist.shape) < 0.5
@@ -178,7 +162,7 @@ def test_bucket_histogram_pass_matches_the_brute_force(drawn, dtype):
     )
 
 
-def test_bucket_histogram_pass_by_hand():
+def test_bucket_table_kernel_by_hand():
     # one query (pool position 0, identity 0) and a pool of 10 candidates of its identity
     # plus 5 others; distances chosen so that others fall in empty buckets, in a bucket
     # with a candidate (a tie by distance, settled by pool position), and past the last one

@@ -44,7 +44,6 @@ from vireid_bench.engine.kernels import (
 )
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
-    bucket_clamped,
     build_buckets,
     place_bucketed,
     place_searched,
@@ -52,61 +51,6 @@ from vireid_bench.engine.placement import (
 
 _CHUNK = 16
 _INSERTION_SORT_MAX = 32
-_SPREAD = 16  # histogram slots that absorb the images after the last candidate
-
-
-@njit(cache=True)
-def _bucket_pass(
-    row, contiguous, g_cols, g_group, rel, cd, cj, n_cand, table, t1, inv, k_max, hist,
-    hist_b, occupied, occ,
-):  # fmt: skip
-    """Add every pool image that precedes the last candidate to ``hist[c3, s]``, by buckets.
-
-    The row is read once, without a branch per image: each image's bucket ``b`` (the bucket
-    table's function, :func:`~vireid_bench.engine.placement.bucket_clamped`; the sentinel
-    ``nb + 1`` for distances past the table) is counted in ``hist_b[c3, b]``, and images in
-    a bucket holding a candidate are listed in ``occ``. A bucket without a candidate has no
-    candidate of equal distance, so all its images sit after exactly ``table[b]`` candidates
-    (the bucket function is monotone): their counts move to ``hist[c3, table[b]]`` as they
-    are (slot ``n_cand``, past the last candidate, is dropped). Only the listed images are
-    placed one by one (:func:`~vireid_bench.engine.placement.place_bucketed`, keys of equal
-    distance by pool position), after the key test against the last candidate. Sentinel
-    images go to :data:`_SPREAD` spare slots chosen by position, so that they do not all
-    update one counter in turn. Needs a table (``k_max >= 0``).
-    """
-    n_pool = g_cols.shape[0]
-    nb = BUCKETS_PER_CANDIDATE * n_cand
-    stride = nb + 2
-    spare = 8 * stride
-    for t in range(spare + _SPREAD):
-        hist_b[t] = 0
-    for b in range(nb + 1):
-        occupied[b] = np.int32(table[b + 1] > table[b])
-    occupied[nb + 1] = 0
-    cap = nb + 1.0
-    last_d = cd[n_cand - 1]
-    last_j = cj[n_cand - 1]
-    n_occ = 0
-    for j in range(n_pool):
-        d = row[j] if contiguous else row[g_cols[j]]
-        b = bucket_clamped(d, t1, inv, cap)
-        c3 = np.int64(rel[g_group[j]])
-        at = c3 * stride + b if b <= nb else spare + (j & (_SPREAD - 1))
-        hist_b[at] += 1
-        occ[n_occ] = j
-        n_occ += occupied[b]
-    for c3 in range(8):
-        for b in range(nb + 1):
-            s = table[b]
-            if occupied[b] == 0 and s < n_cand:
-                hist[c3 * n_cand + s] += hist_b[c3 * stride + b]
-    for x in range(n_occ):
-        j = occ[x]
-        d = row[j] if contiguous else row[g_cols[j]]
-        if not ((d < last_d) | ((d == last_d) & (j < last_j))):
-            continue
-        s = place_bucketed(cd, cj, 0, n_cand, table, 0, t1, inv, k_max, d, j)
-        hist[rel[g_group[j]] * n_cand + s] += 1
 
 
 @dataclass(frozen=True)
@@ -194,9 +138,6 @@ def _score_fused(
         table = np.empty(BUCKETS_PER_CANDIDATE * width + 2, dtype=np.int32)
         scale = np.empty(1, dtype=dist.dtype)
         hist = np.empty(8 * width, dtype=np.int64)
-        stride_max = BUCKETS_PER_CANDIDATE * width + 2
-        hist_b = np.empty(8 * stride_max + _SPREAD, dtype=np.int32)
-        occupied = np.empty(stride_max, dtype=np.int32)
         cnt = np.empty((n_jobs, width), dtype=np.int32)
         first = np.empty(n_jobs, dtype=np.int64)
         neg_before = np.empty(width, dtype=np.int64)
@@ -264,48 +205,42 @@ def _score_fused(
             last_j = cj[n_cand - 1]
             t1, inv, k_max = build_buckets(cd, 0, n_cand, table, 0, scale)
             n_rec = 0
-            if k_max >= 0 and not need_records:
-                _bucket_pass(
-                    row, contiguous, g_cols, g_group, rel, cd, cj, n_cand, table, t1, inv,
-                    k_max, hist, hist_b, occupied, near,
-                )  # fmt: skip
+            # the images before the last candidate, gathered without a branch per image
+            n_near = 0
+            if contiguous:
+                for j in range(n_pool):
+                    d = row[j]
+                    near[n_near] = j
+                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
             else:
-                # the images before the last candidate, gathered without a branch per image
-                n_near = 0
-                if contiguous:
-                    for j in range(n_pool):
-                        d = row[j]
-                        near[n_near] = j
-                        n_near += (d < last_d) | ((d == last_d) & (j < last_j))
-                else:
-                    for j in range(n_pool):
-                        d = row[g_cols[j]]
-                        near[n_near] = j
-                        n_near += (d < last_d) | ((d == last_d) & (j < last_j))
-                if k_max >= 0:
-                    for x in range(n_near):
-                        j = near[x]
-                        d = row[j] if contiguous else row[g_cols[j]]
-                        s = place_bucketed(cd, cj, 0, n_cand, table, 0, t1, inv, k_max, d, j)
-                        c3 = rel[g_group[j]]
-                        hist[c3 * n_cand + s] += 1
-                        if need_records and s <= first_max:
-                            rec_pid[n_rec] = g_pid[j]
-                            rec_c3[n_rec] = c3
-                            rec_s[n_rec] = s
-                            n_rec += 1
-                else:
-                    for x in range(n_near):
-                        j = near[x]
-                        d = row[j] if contiguous else row[g_cols[j]]
-                        s = place_searched(cd, cj, 0, n_cand, d, j)
-                        c3 = rel[g_group[j]]
-                        hist[c3 * n_cand + s] += 1
-                        if need_records and s <= first_max:
-                            rec_pid[n_rec] = g_pid[j]
-                            rec_c3[n_rec] = c3
-                            rec_s[n_rec] = s
-                            n_rec += 1
+                for j in range(n_pool):
+                    d = row[g_cols[j]]
+                    near[n_near] = j
+                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
+            if k_max >= 0:
+                for x in range(n_near):
+                    j = near[x]
+                    d = row[j] if contiguous else row[g_cols[j]]
+                    s = place_bucketed(cd, cj, 0, n_cand, table, 0, t1, inv, k_max, d, j)
+                    c3 = rel[g_group[j]]
+                    hist[c3 * n_cand + s] += 1
+                    if need_records and s <= first_max:
+                        rec_pid[n_rec] = g_pid[j]
+                        rec_c3[n_rec] = c3
+                        rec_s[n_rec] = s
+                        n_rec += 1
+            else:
+                for x in range(n_near):
+                    j = near[x]
+                    d = row[j] if contiguous else row[g_cols[j]]
+                    s = place_searched(cd, cj, 0, n_cand, d, j)
+                    c3 = rel[g_group[j]]
+                    hist[c3 * n_cand + s] += 1
+                    if need_records and s <= first_max:
+                        rec_pid[n_rec] = g_pid[j]
+                        rec_c3[n_rec] = c3
+                        rec_s[n_rec] = s
+                        n_rec += 1
             # the candidates before the last one, and the query, are no negatives
             for t in range(n_cand - 1):
                 hist[cc[t] * n_cand + t] -= 1

@@ -50,18 +50,6 @@ def bucket_of(d, t1, inv):
 
 
 @njit(cache=True)
-def bucket_clamped(d, t1, inv, cap):
-    """:func:`bucket_of` computed the same way, clamped to ``cap`` (an integer-valued float).
-
-    Equals ``bucket_of(d, t1, inv)`` wherever that is below ``cap``; ``cap`` for larger,
-    infinite or NaN distances. Branch-free (two selects), for a pass over a whole row.
-    """
-    y = (d - t1) * inv
-    y = y if y < cap else cap
-    return np.int64(y) if y > 0 else np.int64(0)
-
-
-@njit(cache=True)
 def build_buckets(cd, a0, n, table, t0, scale):
     """Bucket table of the sorted candidate distances ``cd[a0 : a0 + n]``.
 
