@@ -333,7 +333,7 @@ def test_numba_wrapped_interrupt_comes_out_as_keyboard_interrupt(tmp_path, monke
         raise numba_style_interrupt(interrupt)
 
     monkeypatch.setattr(scoring, "score_queries", kernel)
-    monkeypatch.setattr(scoring, "score_jobs", kernel)  # the fused kernel (in-memory path)
+    monkeypatch.setattr(scoring, "score_pool_jobs", kernel)  # the fused kernel (in-memory)
     monkeypatch.setattr(scoring.rerank_scoring, "score_queries", kernel)
     with pytest.raises(KeyboardInterrupt) as info:
         cross_r1(dump, rerank=rerank)
@@ -343,7 +343,7 @@ def test_numba_wrapped_interrupt_comes_out_as_keyboard_interrupt(tmp_path, monke
         raise SystemError("a real bug")
 
     monkeypatch.setattr(scoring, "score_queries", buggy)
-    monkeypatch.setattr(scoring, "score_jobs", buggy)
+    monkeypatch.setattr(scoring, "score_pool_jobs", buggy)
     monkeypatch.setattr(scoring.rerank_scoring, "score_queries", buggy)
     with pytest.raises(SystemError, match="a real bug"):  # other SystemErrors pass through
         cross_r1(dump, rerank=rerank)

@@ -193,7 +193,7 @@ def column(output: str, name: str) -> str:
 @pytest.mark.parametrize(
     ("recipe", "extra", "message"),
     [
-        # a set the dump lacks fails while loading, naming the dump's features
+        # a set the dump lacks fails while loading, naming the option that asked for it
         ("vv: a; ii: x; vi: a", [], "error: "),
         ("vv: a; ii: 1e99*b; vi: a", [], "error: --recipe: ii: bad weight '1e99'"),
         ("vv: a; ii: a", [], "error: --recipe: vi: pair missing"),
@@ -207,7 +207,7 @@ def test_cli_recipe_errors_are_one_line(tmp_path, recipe, extra, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.output
     if "ii: x" in recipe:
-        assert "features: no feature set 'x'" in lines[0]
+        assert "h.h5: --recipe: no feature set 'x' (available: " in lines[0]
 
 
 # --------------------------------------------------------------------------- brute force

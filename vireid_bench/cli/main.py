@@ -48,7 +48,7 @@ from vireid_bench.cli.score_distmat import score_distmat_command
 from vireid_bench.cli.score_extras import ScoreExtras, ranklists_option, top_k_option
 from vireid_bench.cli.synth_images import synth_images_command
 from vireid_bench.engine.scheduler import scheduler_from_options
-from vireid_bench.errors import VireidBenchError
+from vireid_bench.errors import DumpError, VireidBenchError
 from vireid_bench.synth.defaults import SynthStrengths
 
 if TYPE_CHECKING:
@@ -378,7 +378,12 @@ def score_command(
             wanted += recipe_feature_sets(recipe)
             declared = declared_feature_bytes(path, wanted, allow_external=allow_external)
             lazy = rerank == "none" and device is None and declared > limit // 2
-            dump = load_dump(path, feature_sets=wanted, lazy=lazy, allow_external=allow_external)
+            try:
+                dump = load_dump(
+                    path, feature_sets=wanted, lazy=lazy, allow_external=allow_external
+                )
+            except DumpError as exc:
+                raise _blame_recipe(exc, recipe, features) from None
             total = sum(split.n_images for split in dump.splits)
             with progress_bar(total, f"scoring {os.path.basename(path)}") as progress:
                 evaluation = evaluate(
@@ -397,6 +402,19 @@ def score_command(
             rows.extend(_traced(evaluation.rows, path, fmt, allow_external))
         extras.warn_canonical(dumps, allow_external)
     write_output(render(rows, fmt, toolkit_version()), output, inputs, parents=parents)
+
+
+def _blame_recipe(exc: DumpError, recipe: str | None, features: str | None) -> DumpError:
+    """``exc`` renamed to ``--recipe`` when it reports a missing feature set that only the
+    ``--recipe`` option asked for (the dump is not at fault then); ``exc`` otherwise."""
+    from vireid_bench.engine.plans import recipe_feature_sets
+
+    only_recipe = set(recipe_feature_sets(recipe)) - {features}
+    if exc.field == "features" and any(
+        exc.problem.startswith(f"no feature set {name!r}") for name in only_recipe
+    ):
+        return DumpError(exc.source, "--recipe", exc.problem)
+    return exc
 
 
 def _traced(

@@ -293,6 +293,166 @@ def job_tables(jobs: Sequence[FusedJob]) -> np.ndarray:
     return tables
 
 
+def label_groups(
+    cam: np.ndarray, cam_colocated: np.ndarray, modality: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image its label group, and the uint8 ``groups x groups`` relation codes.
+
+    A label group is one (literal camera key, co-located camera key, modality) triple; the
+    relation of two groups is bit 2 same camera, bit 1 same co-located camera, bit 0 same
+    modality. Returns (int32 group of every image, relation table).
+    """
+    labels = np.stack(
+        [np.asarray(cam, np.int64), np.asarray(cam_colocated, np.int64),
+         np.asarray(modality, np.int64)],
+        axis=1,
+    )  # fmt: skip
+    kinds, group = np.unique(labels, axis=0, return_inverse=True)
+    equal = kinds[:, None, :] == kinds[None, :, :]
+    relation = (4 * equal[..., 0] + 2 * equal[..., 1] + equal[..., 2]).astype(np.uint8)
+    return group.reshape(-1).astype(np.int32), relation
+
+
+@dataclass(frozen=True)
+class FusedPool:
+    """What the fused kernel needs of one gallery pool, computed once for all its blocks.
+
+    Built by :func:`fused_pool`; :func:`score_pool_jobs` scores a block against it.
+    """
+
+    g_cols: np.ndarray  # int64 [n] distance column of each pool image
+    arange_cols: bool  # g_cols is 0 .. n - 1
+    g_group: np.ndarray  # int32 [n] label group
+    g_pid: np.ndarray  # int32 [n] dense identity
+    relation: np.ndarray  # uint8 [groups, groups]
+    totals: np.ndarray  # int64 [groups, 8] pool images per relation code, per query group
+    pid_ptr: np.ndarray  # int64 [n_ids + 1]
+    pid_pos: np.ndarray  # int64 pool positions grouped by identity, in pool order
+    max_list: int
+    n_ids: int
+    sorted_uid: np.ndarray  # the pool image ids, sorted
+    by_uid: np.ndarray  # pool positions in that order
+
+
+def fused_pool(
+    g_cols: np.ndarray,
+    g_uid: np.ndarray,
+    g_pid: np.ndarray,
+    g_group: np.ndarray,
+    relation: np.ndarray,
+    n_ids: int,
+) -> FusedPool:
+    """Prepare a pool: ``g_pid`` dense identities (``0 .. n_ids - 1``), ``g_group`` label
+    groups of :func:`label_groups` (``relation`` its table); image ids ``g_uid`` distinct."""
+    n = int(np.size(g_cols))
+    g_pid = np.asarray(g_pid).astype(np.int32)
+    g_group = np.asarray(g_group).astype(np.int32)
+    per_group = np.bincount(g_group, minlength=relation.shape[0])
+    totals = np.zeros((relation.shape[0], 8), dtype=np.int64)
+    for a in range(relation.shape[0]):
+        np.add.at(totals[a], relation[a], per_group)
+    order = np.argsort(g_pid, kind="stable")
+    pid_ptr = np.zeros(n_ids + 1, dtype=np.int64)
+    np.cumsum(np.bincount(g_pid, minlength=n_ids), out=pid_ptr[1:])
+    by_uid = np.argsort(g_uid, kind="stable")
+    g_cols = np.ascontiguousarray(g_cols, dtype=np.int64)
+    return FusedPool(
+        g_cols=g_cols,
+        arange_cols=bool(np.array_equal(g_cols, np.arange(n))),
+        g_group=g_group,
+        g_pid=g_pid,
+        relation=relation,
+        totals=totals,
+        pid_ptr=pid_ptr,
+        pid_pos=order.astype(np.int64),
+        max_list=int(np.diff(pid_ptr).max(initial=0)),
+        n_ids=int(n_ids),
+        sorted_uid=np.asarray(g_uid)[by_uid],
+        by_uid=by_uid,
+    )
+
+
+def score_pool_jobs(
+    dist: np.ndarray,
+    q_rows: np.ndarray,
+    q_uid: np.ndarray,
+    q_pid: np.ndarray,
+    q_group: np.ndarray,
+    pool: FusedPool,
+    jobs: Sequence[FusedJob],
+) -> list[dict[str, np.ndarray]]:
+    """:func:`score_jobs` against a prepared pool: ``q_pid`` dense identities and
+    ``q_group`` label groups in the numbering the pool was built with."""
+    m = int(q_rows.shape[0])
+    n = int(pool.g_cols.shape[0])
+    outs = [empty_query_scores(int(np.size(job.queries))) for job in jobs]
+    entries = [np.asarray(job.queries, dtype=np.int64).reshape(-1) for job in jobs]
+    for k, queries in enumerate(entries):
+        if queries.size and (queries.min() < 0 or queries.max() >= m):
+            raise ValueError(f"job {k}: query position outside the query arrays")
+    if m == 0 or not jobs or sum(q.size for q in entries) == 0:
+        return outs
+
+    # the query's own pool position (-1 when it is not in the pool)
+    at = np.clip(np.searchsorted(pool.sorted_uid, q_uid), 0, max(n - 1, 0))
+    q_self = np.full(m, -1, dtype=np.int64)
+    if n:
+        found = pool.sorted_uid[at] == np.asarray(q_uid)
+        q_self[found] = pool.by_uid[at[found]]
+
+    # entries: (query, job) pairs grouped by query
+    e_query = np.concatenate(entries)
+    e_job_all = np.concatenate([np.full(q.size, k, dtype=np.int64) for k, q in enumerate(entries)])
+    by_query = np.argsort(e_query, kind="stable")
+    e_job = e_job_all[by_query]
+    e_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(e_query, minlength=m), out=e_ptr[1:])
+    size = e_query.size
+    first_rank = np.zeros(size, dtype=np.int64)
+    ap = np.full(size, np.nan)
+    inp = np.full(size, np.nan)
+    n_pos = np.zeros(size, dtype=np.int64)
+    n_gallery = np.zeros(size, dtype=np.int64)
+    contiguous = bool(pool.arange_cols and n == dist.shape[1])
+    _score_fused(
+        dist,
+        np.ascontiguousarray(q_rows, dtype=np.int64),
+        np.asarray(q_pid, dtype=np.int64),
+        np.asarray(q_group, dtype=np.int64),
+        q_self,
+        e_ptr,
+        e_job,
+        pool.g_cols,
+        contiguous,
+        pool.g_group,
+        pool.g_pid,
+        pool.pid_ptr,
+        pool.pid_pos,
+        job_tables(jobs),
+        np.array([bool(job.identity_cmc) for job in jobs], dtype=np.bool_),
+        pool.relation,
+        pool.totals,
+        pool.max_list,
+        pool.n_ids,
+        first_rank,
+        ap,
+        inp,
+        n_pos,
+        n_gallery,
+    )
+    back = np.empty(size, dtype=np.int64)
+    back[by_query] = np.arange(size)
+    offsets = np.concatenate([[0], np.cumsum([q.size for q in entries])])
+    for k, out in enumerate(outs):
+        mine = back[offsets[k] : offsets[k + 1]]
+        out["first_rank"][:] = first_rank[mine]
+        out["ap"][:] = ap[mine]
+        out["inp"][:] = inp[mine]
+        out["n_pos"][:] = n_pos[mine]
+        out["n_gallery"][:] = n_gallery[mine]
+    return outs
+
+
 def score_jobs(
     dist: np.ndarray,
     q_rows: np.ndarray,
@@ -337,107 +497,17 @@ def score_jobs(
         raise ValueError("g_cols: index outside dist's columns")
     if np.unique(g_uid).size != n:
         raise ValueError("g_uid: pool image ids must be distinct")
-    outs = [empty_query_scores(int(np.size(job.queries))) for job in jobs]
-    entries = [np.asarray(job.queries, dtype=np.int64).reshape(-1) for job in jobs]
-    for k, queries in enumerate(entries):
-        if queries.size and (queries.min() < 0 or queries.max() >= m):
-            raise ValueError(f"job {k}: query position outside the query arrays")
-    if m == 0 or not jobs or sum(q.size for q in entries) == 0:
-        return outs
-
-    # label groups (literal camera, co-located camera, modality) and their relation codes
-    labels = np.stack(
-        [
-            np.concatenate([np.asarray(q_cam, np.int64), np.asarray(g_cam, np.int64)]),
-            np.concatenate(
-                [np.asarray(q_cam_colocated, np.int64), np.asarray(g_cam_colocated, np.int64)]
-            ),
-            np.concatenate([np.asarray(q_mod, np.int64), np.asarray(g_mod, np.int64)]),
-        ],
-        axis=1,
+    group, relation = label_groups(
+        np.concatenate([np.asarray(q_cam, np.int64), np.asarray(g_cam, np.int64)]),
+        np.concatenate(
+            [np.asarray(q_cam_colocated, np.int64), np.asarray(g_cam_colocated, np.int64)]
+        ),
+        np.concatenate([np.asarray(q_mod, np.int64), np.asarray(g_mod, np.int64)]),
     )
-    kinds, group = np.unique(labels, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    equal = kinds[:, None, :] == kinds[None, :, :]
-    relation = (4 * equal[..., 0] + 2 * equal[..., 1] + equal[..., 2]).astype(np.uint8)
-    q_group = group[:m].astype(np.int64)
-    g_group = group[m:].astype(np.int32)
-    per_group = np.bincount(g_group, minlength=kinds.shape[0])
-    totals = np.zeros((kinds.shape[0], 8), dtype=np.int64)
-    for a in range(kinds.shape[0]):
-        np.add.at(totals[a], relation[a], per_group)
-
-    # dense identities and per-identity lists of pool positions (in pool order)
     ids, dense = np.unique(
         np.concatenate([np.asarray(q_pid, np.int64), np.asarray(g_pid, np.int64)]),
         return_inverse=True,
     )
-    dense = dense.reshape(-1).astype(np.int32)
-    q_dense, g_dense = dense[:m].astype(np.int64), dense[m:]
-    order = np.argsort(g_dense, kind="stable")
-    pid_ptr = np.zeros(ids.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(g_dense, minlength=ids.size), out=pid_ptr[1:])
-    pid_pos = order.astype(np.int64)
-    max_list = int(np.diff(pid_ptr).max(initial=0))
-
-    # the query's own pool position (-1 when it is not in the pool)
-    by_uid = np.argsort(g_uid, kind="stable")
-    sorted_uid = np.asarray(g_uid)[by_uid]
-    at = np.clip(np.searchsorted(sorted_uid, q_uid), 0, max(n - 1, 0))
-    q_self = np.full(m, -1, dtype=np.int64)
-    if n:
-        found = sorted_uid[at] == np.asarray(q_uid)
-        q_self[found] = by_uid[at[found]]
-
-    # entries: (query, job) pairs grouped by query
-    e_query = np.concatenate(entries)
-    e_job_all = np.concatenate([np.full(q.size, k, dtype=np.int64) for k, q in enumerate(entries)])
-    by_query = np.argsort(e_query, kind="stable")
-    e_job = e_job_all[by_query]
-    e_ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(e_query, minlength=m), out=e_ptr[1:])
-    size = e_query.size
-    first_rank = np.zeros(size, dtype=np.int64)
-    ap = np.full(size, np.nan)
-    inp = np.full(size, np.nan)
-    n_pos = np.zeros(size, dtype=np.int64)
-    n_gallery = np.zeros(size, dtype=np.int64)
-    g_cols = np.ascontiguousarray(g_cols, dtype=np.int64)
-    contiguous = bool(n == dist.shape[1] and np.array_equal(g_cols, np.arange(n)))
-    _score_fused(
-        dist,
-        np.ascontiguousarray(q_rows, dtype=np.int64),
-        q_dense,
-        q_group,
-        q_self,
-        e_ptr,
-        e_job,
-        g_cols,
-        contiguous,
-        g_group,
-        g_dense,
-        pid_ptr,
-        pid_pos,
-        job_tables(jobs),
-        np.array([bool(job.identity_cmc) for job in jobs], dtype=np.bool_),
-        relation,
-        totals,
-        max_list,
-        int(ids.size),
-        first_rank,
-        ap,
-        inp,
-        n_pos,
-        n_gallery,
-    )
-    back = np.empty(size, dtype=np.int64)
-    back[by_query] = np.arange(size)
-    offsets = np.concatenate([[0], np.cumsum([q.size for q in entries])])
-    for k, out in enumerate(outs):
-        mine = back[offsets[k] : offsets[k + 1]]
-        out["first_rank"][:] = first_rank[mine]
-        out["ap"][:] = ap[mine]
-        out["inp"][:] = inp[mine]
-        out["n_pos"][:] = n_pos[mine]
-        out["n_gallery"][:] = n_gallery[mine]
-    return outs
+    dense = dense.reshape(-1)
+    pool = fused_pool(g_cols, g_uid, dense[m:], group[m:], relation, int(ids.size))
+    return score_pool_jobs(dist, q_rows, q_uid, dense[:m], group[:m], pool, jobs)

@@ -31,7 +31,13 @@ from vireid_bench.engine.distances import (
     recipe_matrices,
     recipe_row_readers,
 )
-from vireid_bench.engine.fused import FusedJob, score_jobs
+from vireid_bench.engine.fused import (
+    FusedJob,
+    FusedPool,
+    fused_pool,
+    label_groups,
+    score_pool_jobs,
+)
 from vireid_bench.engine.interrupts import interrupts_restored
 from vireid_bench.engine.kernels import score_queries
 from vireid_bench.engine.plans import (
@@ -708,6 +714,22 @@ def _score_split_in_memory(
     matrices = recipe_matrices(recipe)
     rows_per_block = max(1, int(block_bytes // max(1, pool_union.size * 4 * matrices)))
     groups = pool_groups(prepared)
+    # labels and identities numbered once per split, each fused pool prepared once
+    split_group, relation = label_groups(camera_keys[False], camera_keys[True], split.modality)
+    ids, split_pid = np.unique(split.pid, return_inverse=True)
+    split_pid = split_pid.reshape(-1)
+    pools = {
+        g: fused_pool(
+            prepared[members[0]][4],
+            prepared[members[0]][1].pool_idx,
+            split_pid[prepared[members[0]][1].pool_idx],
+            split_group[prepared[members[0]][1].pool_idx],
+            relation,
+            int(ids.size),
+        )
+        for g, (members, fused) in enumerate(groups)
+        if fused
+    }
     for start in range(0, query_union.size, rows_per_block):
         stop = min(start + rows_per_block, query_union.size)
         block_idx = query_union[start:stop]
@@ -721,11 +743,12 @@ def _score_split_in_memory(
             dump.source,
             gallery_sq,
         )
-        for members, fused in groups:
+        for g, (members, fused) in enumerate(groups):
             if fused:
                 _score_block_fused(
-                    dist, start, stop, block_idx, split, camera_keys, [prepared[k] for k in members]
-                )
+                    dist, start, stop, block_idx, pools[g], split_pid, split_group,
+                    [prepared[k] for k in members],
+                )  # fmt: skip
                 continue
             task, plan, scores, q_pos, g_cols, cam_keys, gallery, clauses = prepared[members[0]]
             selected = np.flatnonzero((q_pos >= start) & (q_pos < stop))
@@ -774,11 +797,16 @@ def _score_block_fused(
     start: int,
     stop: int,
     block_idx: np.ndarray,
-    split,
-    camera_keys: Mapping[bool, np.ndarray],
+    pool: FusedPool,
+    split_pid: np.ndarray,
+    split_group: np.ndarray,
     members: Sequence[tuple],
 ) -> None:
-    """Score a block's queries of every job of one pool group in one fused pass."""
+    """Score a block's queries of every job of one pool group in one fused pass.
+
+    ``pool``: the group's prepared pool; ``split_pid`` / ``split_group``: every split
+    image's dense identity and label group in the numbering ``pool`` was built with.
+    """
     picked = [np.flatnonzero((member[3] >= start) & (member[3] < stop)) for member in members]
     rows = np.unique(np.concatenate([members[k][3][sel] for k, sel in enumerate(picked)]))
     if rows.size == 0:
@@ -794,21 +822,13 @@ def _score_block_fused(
         )
         for member, sel in zip(members, picked, strict=True)
     ]
-    pool = members[0][1].pool_idx
-    outs = score_jobs(
+    outs = score_pool_jobs(
         dist,
         q_rows=rows_local.astype(np.int64),
         q_uid=query_idx,
-        q_pid=split.pid[query_idx],
-        q_cam=camera_keys[False][query_idx],
-        q_cam_colocated=camera_keys[True][query_idx],
-        q_mod=split.modality[query_idx].astype(np.int64),
-        g_cols=members[0][4],
-        g_uid=pool,
-        g_pid=split.pid[pool],
-        g_cam=camera_keys[False][pool],
-        g_cam_colocated=camera_keys[True][pool],
-        g_mod=split.modality[pool].astype(np.int64),
+        q_pid=split_pid[query_idx],
+        q_group=split_group[query_idx],
+        pool=pool,
         jobs=jobs,
     )
     for member, sel, out in zip(members, picked, outs, strict=True):

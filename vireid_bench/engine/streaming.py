@@ -43,14 +43,14 @@ import numpy as np
 from numba import njit, prange
 
 from vireid_bench.engine.distances import recipe_distances
-from vireid_bench.engine.fused import FusedJob
+from vireid_bench.engine.fused import FusedJob, label_groups
 from vireid_bench.engine.kernels import (
     exclusion_table,
     key_less,
     metrics_from_negatives,
     slot_among_true_matches,
 )
-from vireid_bench.engine.streaming_fused import GroupBlock, PoolGroup, label_groups, pool_group
+from vireid_bench.engine.streaming_fused import GroupBlock, PoolGroup, pool_group
 from vireid_bench.io.recipe import DistanceRecipe
 
 ProgressCallback = Callable[[int], None]

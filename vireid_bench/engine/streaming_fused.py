@@ -322,21 +322,6 @@ class PoolGroup:
     contiguous: bool  # the pool is the pool union, in order
 
 
-def label_groups(
-    cam: np.ndarray, cam_colocated: np.ndarray, modality: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(group of every image, uint8 relation codes between groups) from the three labels."""
-    labels = np.stack(
-        [np.asarray(cam, np.int64), np.asarray(cam_colocated, np.int64),
-         np.asarray(modality, np.int64)],
-        axis=1,
-    )  # fmt: skip
-    kinds, group = np.unique(labels, axis=0, return_inverse=True)
-    equal = kinds[:, None, :] == kinds[None, :, :]
-    relation = (4 * equal[..., 0] + 2 * equal[..., 1] + equal[..., 2]).astype(np.uint8)
-    return group.reshape(-1).astype(np.int32), relation
-
-
 def pool_group(
     pool_idx: np.ndarray,
     pool_union: np.ndarray,

@@ -55,7 +55,7 @@ from vireid_bench.engine.distances import (
     recipe_distances,
     recipe_matrices,
 )
-from vireid_bench.engine.fused import FusedJob, job_tables
+from vireid_bench.engine.fused import FusedJob, job_tables, label_groups
 from vireid_bench.engine.plans import ScoringContext, Task, empty_scores, split_jobs
 from vireid_bench.errors import ProtocolError
 from vireid_bench.io.dump import FeatureDump
@@ -185,18 +185,10 @@ class _PoolGroup:
 
 
 def _label_groups(camera_keys, modality):
-    """Per image its label group (literal camera, co-located camera, modality), and the uint8
-    ``groups x groups`` relation table (bit 2 same camera, 1 same co-located camera, 0 same
-    modality)."""
-    labels = np.stack(
-        [camera_keys[False].astype(np.int64), camera_keys[True].astype(np.int64),
-         modality.astype(np.int64)],
-        axis=1,
-    )  # fmt: skip
-    kinds, group = np.unique(labels, axis=0, return_inverse=True)
-    equal = kinds[:, None, :] == kinds[None, :, :]
-    relation = (4 * equal[..., 0] + 2 * equal[..., 1] + equal[..., 2]).astype(np.uint8)
-    return group.reshape(-1).astype(np.int64), relation
+    """Per image its label group (int64) and the relation table: :func:`fused.label_groups`
+    over the literal and co-located camera keys and the modality."""
+    group, relation = label_groups(camera_keys[False], camera_keys[True], modality)
+    return group.astype(np.int64), relation
 
 
 def _pool_group(torch, target, members, pool, pool_union, img_group, relation, dense_pid, n_ids):
