@@ -56,7 +56,7 @@ def exclusion_table(clauses: np.ndarray) -> np.ndarray:
     return table
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def key_less(d_a: float, i_a: int, d_b: float, i_b: int) -> bool:
     """Lexicographic (distance, pool position) order."""
     return d_a < d_b or (d_a == d_b and i_a < i_b)
@@ -83,7 +83,7 @@ def metrics_from_negatives(neg_before, base: int, n_pos: int) -> tuple[float, fl
     return total / n_pos, n_pos / rank, first_rank
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def slot_among_true_matches(sorted_d, sorted_j, offset, n_pos, d, j) -> int:
     """Return how many sorted true matches precede image ``(d, j)`` (0 .. n_pos - 1).
 
