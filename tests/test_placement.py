@@ -136,12 +136,20 @@ def test_fused_kernel_with_bucket_tables_matches_the_brute_force(drawn, dtype):
     # identities of ~40-100 images: every query with a true match gets a bucket table;
     # distances from 64 levels, half of them made distinct by a small jitter
     problem, rng = drawn
-    dist = problem["dist"].astype(dtype)
-    jitter = rng.random(dist.shape) < 0.5
-    dist[jitter] += (rng.random(dist.shape)[jitter] / 256).astype(dtype)
-    problem["dist"] = dist
+    problem["dist"] = jittered(problem["dist"], rng, dtype)
     jobs, specs = every_setting(problem, rng)
     check_against_brute_force(problem, jobs, specs)
+
+
+def jittered(dist, rng, dtype, far_share=0.0):
+    """``dist`` in ``dtype``, half its entries moved by up to 1/256 (distinct values among
+    the ties), a ``far_share`` of them made infinite or 1e30."""
+    dist = dist.astype(dtype)
+    jitter = rng.random(dist.shape) < 0.5
+    dist[jitter] += (rng.random(dist.shape)[jitter] / 256).astype(dtype)
+    far = rng.random(dist.shape) < far_share
+    dist[far] = np.where(rng.random(dist.shape) < 0.5, np.inf, 1e30)[far].astype(dtype)
+    return dist
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -149,12 +157,7 @@ def test_fused_kernel_with_bucket_tables_matches_the_brute_force(drawn, dtype):
 def test_image_cmc_jobs_with_huge_and_infinite_distances_match_the_brute_force(drawn, dtype):
     # image-CMC jobs only (no query records identities); some distances huge or infinite
     problem, rng = drawn
-    dist = problem["dist"].astype(dtype)
-    jitter = rng.random(dist.shape) < 0.5
-    dist[jitter] += (rng.random(dist.shape)[jitter] / 256).astype(dtype)
-    far = rng.random(dist.shape) < 0.05
-    dist[far] = np.where(rng.random(dist.shape) < 0.5, np.inf, 1e30)[far].astype(dtype)
-    problem["dist"] = dist
+    problem["dist"] = jittered(problem["dist"], rng, dtype, far_share=0.05)
     jobs, specs = every_setting(problem, rng)
     image_only = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if not spec[1]]
     check_against_brute_force(

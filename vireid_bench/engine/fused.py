@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from vireid_bench.engine.kernels import (
+    check_block_inputs,
     empty_query_scores,
     exclusion_table,
     metrics_from_negatives,
@@ -481,20 +482,13 @@ def score_jobs(
     """
     m = int(q_rows.shape[0])
     n = int(g_cols.shape[0])
-    for name, array, size in (
-        ("q_uid", q_uid, m), ("q_pid", q_pid, m), ("q_cam", q_cam, m),
-        ("q_cam_colocated", q_cam_colocated, m), ("q_mod", q_mod, m),
-        ("g_uid", g_uid, n), ("g_pid", g_pid, n), ("g_cam", g_cam, n),
-        ("g_cam_colocated", g_cam_colocated, n), ("g_mod", g_mod, n),
-    ):  # fmt: skip
-        if np.shape(array) != (size,):
-            raise ValueError(f"{name}: expected shape ({size},), got {np.shape(array)}")
-    if dist.ndim != 2:
-        raise ValueError(f"dist: expected a 2-D array, got shape {dist.shape}")
-    if m and (q_rows.min() < 0 or q_rows.max() >= dist.shape[0]):
-        raise ValueError("q_rows: index outside dist's rows")
-    if n and (g_cols.min() < 0 or g_cols.max() >= dist.shape[1]):
-        raise ValueError("g_cols: index outside dist's columns")
+    check_block_inputs(
+        dist, q_rows, g_cols,
+        {"q_uid": q_uid, "q_pid": q_pid, "q_cam": q_cam, "q_cam_colocated": q_cam_colocated,
+         "q_mod": q_mod},
+        {"g_uid": g_uid, "g_pid": g_pid, "g_cam": g_cam, "g_cam_colocated": g_cam_colocated,
+         "g_mod": g_mod},
+    )  # fmt: skip
     if np.unique(g_uid).size != n:
         raise ValueError("g_uid: pool image ids must be distinct")
     group, relation = label_groups(

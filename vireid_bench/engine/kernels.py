@@ -302,6 +302,30 @@ def empty_query_scores(m: int) -> dict[str, np.ndarray]:
     }
 
 
+def check_block_inputs(
+    dist: np.ndarray,
+    q_rows: np.ndarray,
+    g_cols: np.ndarray,
+    per_query: dict[str, np.ndarray],
+    per_pool: dict[str, np.ndarray],
+) -> None:
+    """Raise ``ValueError`` naming the argument unless ``dist`` is 2-D, every array of
+    ``per_query`` has one entry per ``q_rows`` and of ``per_pool`` one per ``g_cols``,
+    and the rows and columns lie inside ``dist``."""
+    m = int(q_rows.shape[0])
+    n = int(g_cols.shape[0])
+    for arrays, size in ((per_query, m), (per_pool, n)):
+        for name, array in arrays.items():
+            if np.shape(array) != (size,):
+                raise ValueError(f"{name}: expected shape ({size},), got {np.shape(array)}")
+    if dist.ndim != 2:
+        raise ValueError(f"dist: expected a 2-D array, got shape {dist.shape}")
+    if m and (q_rows.min() < 0 or q_rows.max() >= dist.shape[0]):
+        raise ValueError("q_rows: index outside dist's rows")
+    if n and (g_cols.min() < 0 or g_cols.max() >= dist.shape[1]):
+        raise ValueError("g_cols: index outside dist's columns")
+
+
 def score_queries(
     dist: np.ndarray,
     q_rows: np.ndarray,
@@ -339,25 +363,11 @@ def score_queries(
         gallery) and ``n_gallery`` int64 [m] (gallery size after exclusion).
     """
     m = int(q_rows.shape[0])
-    n = int(g_cols.shape[0])
-    for name, array, size in (
-        ("q_uid", q_uid, m),
-        ("q_pid", q_pid, m),
-        ("q_cam", q_cam, m),
-        ("q_mod", q_mod, m),
-        ("g_uid", g_uid, n),
-        ("g_pid", g_pid, n),
-        ("g_cam", g_cam, n),
-        ("g_mod", g_mod, n),
-    ):
-        if array.shape != (size,):
-            raise ValueError(f"{name}: expected shape ({size},), got {array.shape}")
-    if dist.ndim != 2:
-        raise ValueError(f"dist: expected a 2-D array, got shape {dist.shape}")
-    if m and (q_rows.min() < 0 or q_rows.max() >= dist.shape[0]):
-        raise ValueError("q_rows: index outside dist's rows")
-    if n and (g_cols.min() < 0 or g_cols.max() >= dist.shape[1]):
-        raise ValueError("g_cols: index outside dist's columns")
+    check_block_inputs(
+        dist, q_rows, g_cols,
+        {"q_uid": q_uid, "q_pid": q_pid, "q_cam": q_cam, "q_mod": q_mod},
+        {"g_uid": g_uid, "g_pid": g_pid, "g_cam": g_cam, "g_mod": g_mod},
+    )  # fmt: skip
     if clauses.ndim != 2 or clauses.shape[1] != 3:
         raise ValueError(f"clauses: expected shape (c, 3), got {clauses.shape}")
     out = empty_query_scores(m)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.engine.fused import FusedJob, job_tables
+from vireid_bench.engine.fused import FusedJob, fused_pool, job_tables
 from vireid_bench.engine.kernels import metrics_from_negatives
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
@@ -338,18 +338,12 @@ def pool_group(
     ``split_pid`` is dense (0 .. n_ids - 1).
     """
     pool_idx = np.asarray(pool_idx, dtype=np.int64)
-    g_pid = split_pid[pool_idx].astype(np.int32)
-    g_group = split_group[pool_idx].astype(np.int32)
-    order = np.argsort(g_pid, kind="stable")
-    pid_ptr = np.zeros(n_ids + 1, dtype=np.int64)
-    np.cumsum(np.bincount(g_pid, minlength=n_ids), out=pid_ptr[1:])
-    totals = np.zeros((relation.shape[0], 8), dtype=np.int64)
-    per_group = np.bincount(g_group, minlength=relation.shape[0])
-    for a in range(relation.shape[0]):
-        np.add.at(totals[a], relation[a], per_group)
     union_cols = np.searchsorted(pool_union, pool_idx).astype(np.int64)
+    # the pool-side tables of the in-memory kernel: identity lists, label totals, self lookup
+    base = fused_pool(
+        union_cols, pool_idx, split_pid[pool_idx], split_group[pool_idx], relation, n_ids
+    )
     cols_order = np.argsort(union_cols, kind="stable").astype(np.int64)
-    by_uid = np.argsort(pool_idx, kind="stable")
     return PoolGroup(
         query_idx=[np.asarray(job[0], dtype=np.int64) for job in jobs],
         q_order_pos=[job[1] for job in jobs],
@@ -360,13 +354,13 @@ def pool_group(
         split_pid=split_pid,
         n_ids=n_ids,
         relation=relation,
-        totals=totals,
-        g_pid=g_pid,
-        g_group=g_group,
-        pid_ptr=pid_ptr,
-        pid_pos=order.astype(np.int32),
-        pool_sorted=pool_idx[by_uid],
-        pool_by_uid=by_uid.astype(np.int64),
+        totals=base.totals,
+        g_pid=base.g_pid,
+        g_group=base.g_group,
+        pid_ptr=base.pid_ptr,
+        pid_pos=base.pid_pos.astype(np.int32),
+        pool_sorted=base.sorted_uid,
+        pool_by_uid=base.by_uid.astype(np.int64),
         union_cols=union_cols,
         cols_order=cols_order,
         cols_sorted=union_cols[cols_order],
