@@ -46,8 +46,9 @@ SYNTH_IMAGE_DEFAULTS: dict[str, object] = {
 SYNTH_IMAGE_PRESETS: dict[str, dict[str, object]] = {
     # Calibrated (benchmarks/calibrate_synth.py, 9 settings, 2026-11-26): the synth-baseline
     # ResNet-18 at the CPU-budget schedule (synth_runs.CPU_BUDGET) reaches cross-modal I->V
-    # R1 51.45 % (band 40-70 %) and uni-modal I->I 92.54 %, V->V 99.45 % (docs/mixer.md;
-    # trained on a GPU: that the schedule fits 10 minutes of 2 CPU cores is not verified).
+    # R1 51.45 % (band 40-70 %) and uni-modal I->I 92.54 %, V->V 99.45 % on a GPU; on an idle
+    # 2-core CPU in 4 min 3 s, R1 40.51 % (docs/mixer.md). The band is the default render's
+    # (seed 0): render seeds 1 and 2 of these knobs are harder (R1 16-31 % on the CPU).
     "learnable": {
         "ids": 64,
         "per_cam": 4,
