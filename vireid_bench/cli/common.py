@@ -174,10 +174,14 @@ def note_cold_kernels(*modules: object) -> bool:
 
     Numba compiles ``cache=True`` kernels on their first call and stores them beside the
     module (or under ``NUMBA_CACHE_DIR``); a missing index file means this run compiles for
-    several seconds. Returns whether the note was printed.
+    several seconds. Functions inlined into their callers (``inline="always"``) are never
+    compiled on their own, so they have no cache and are skipped. Returns whether the note
+    was printed.
     """
     for module in modules:
         for value in vars(module).values():
+            if getattr(value, "targetoptions", {}).get("inline") == "always":
+                continue
             cache_file = getattr(getattr(value, "_cache", None), "_cache_file", None)
             index = getattr(cache_file, "_index_path", None)
             if isinstance(index, str) and not os.path.exists(index):

@@ -407,7 +407,7 @@ def score_command(
 def _blame_recipe(exc: DumpError, recipe: str | None, features: str | None) -> DumpError:
     """``exc`` renamed to ``--recipe`` when it reports a missing feature set that only the
     ``--recipe`` option asked for (the dump is not at fault then); ``exc`` otherwise."""
-    from vireid_bench.engine.plans import recipe_feature_sets
+    from vireid_bench.engine.plans import recipe_feature_sets  # lazy: fast --help
 
     only_recipe = set(recipe_feature_sets(recipe)) - {features}
     if exc.field == "features" and any(
