@@ -40,29 +40,23 @@ def tied_features(rng: np.random.Generator, n: int) -> np.ndarray:
 def reported_dump(path: Path) -> Path:
     """The reported input: 48 images (6 ids x cameras 1, 2 visible and 3, 4 infrared x 2),
     three feature sets of random +-1 values (default, cross, same)."""
-    rng = np.random.default_rng(0)
-    pid = np.repeat(np.arange(6), 8)
-    cam = np.tile(np.repeat([1, 2, 3, 4], 2), 6)
-    features = {name: tied_features(rng, 48) for name in ("a", "b", "c")}
-    return write_dump(
-        path,
-        features=features,
-        pid=pid,
-        cam=cam,
-        modality=(cam > 2).astype(int),
-        default_features="a",
-        cross_features="b",
-        same_features="c",
-    )
+    return tied_dump(path, seed=0, ids=6, cams=[1, 2, 3, 4], per_cam=2)
 
 
 def tiny_dump(path: Path) -> Path:
     """2 ids x (camera 1 visible, camera 3 infrared) x 2 images: galleries of 3 (mix) and
     4 (cross), far below k1 = 20."""
-    rng = np.random.default_rng(1)
-    pid = np.repeat(np.arange(2), 4)
-    cam = np.tile([1, 1, 3, 3], 2)
-    features = {name: tied_features(rng, 8) for name in ("a", "b", "c")}
+    return tied_dump(path, seed=1, ids=2, cams=[1, 3], per_cam=2)
+
+
+def tied_dump(path: Path, seed: int, ids: int, cams: list[int], per_cam: int) -> Path:
+    """``ids`` identities x ``cams`` (1, 2 visible; 3, 4 infrared) x ``per_cam`` images,
+    three feature sets of random +-1 values (default a, cross b, same c)."""
+    rng = np.random.default_rng(seed)
+    n = ids * len(cams) * per_cam
+    pid = np.repeat(np.arange(ids), len(cams) * per_cam)
+    cam = np.tile(np.repeat(cams, per_cam), ids)
+    features = {name: tied_features(rng, n) for name in ("a", "b", "c")}
     return write_dump(
         path,
         features=features,

@@ -99,6 +99,51 @@ def _sort_candidates(cd, cj, cc, n):
     cc[:n] = c_sorted
 
 
+@njit(cache=True, inline="always")
+def true_match_counts(excluded, k, cc, a0, n, cnt):
+    """Job ``k``'s true matches among the sorted candidates ``cc[a0 : a0 + n]`` (relation
+    codes): writes ``cnt[s]`` = true matches among the first ``s`` candidates (``s`` in
+    ``0 .. n``); returns (how many, the first one's index or -1)."""
+    kept = 0
+    first = -1
+    cnt[0] = 0
+    for t in range(n):
+        keep = not excluded[k, 8 + cc[a0 + t]]
+        if keep and kept == 0:
+            first = t
+        kept += keep
+        cnt[t + 1] = kept
+    return kept, first
+
+
+@njit(cache=True, inline="always")
+def gallery_others(excluded, k, totals_row, same_c3):
+    """How many pool images of another identity job ``k`` keeps in the query's gallery:
+    per relation code it keeps, the pool's images (``totals_row``) minus those of the
+    query's identity (``same_c3``)."""
+    others = 0
+    for c3 in range(8):
+        if not excluded[k, c3]:
+            others += totals_row[c3] - same_c3[c3]
+    return others
+
+
+@njit(cache=True, inline="always")
+def negatives_before(excluded, k, hist, h0, n, cnt, kept, neg_before):
+    """Job ``k``'s negatives per true match from the per-query histogram
+    ``hist[h0 + c3 * n + s]`` (images with ``s`` candidates before them, by relation code):
+    ``neg_before[r]`` (``r`` in ``0 .. kept``) counts the kept images with exactly ``r`` of
+    the job's true matches before them."""
+    for t in range(kept + 1):
+        neg_before[t] = 0
+    for c3 in range(8):
+        if excluded[k, c3]:
+            continue
+        base = h0 + c3 * n
+        for s in range(n):
+            neg_before[cnt[s]] += hist[base + s]
+
+
 @njit(cache=True, parallel=True)
 def _score_fused(
     dist,
@@ -177,21 +222,9 @@ def _score_fused(
             for e in range(e_ptr[i], e_ptr[i + 1]):
                 k = e_job[e]
                 local = e - e_ptr[i]
-                kept = 0
-                first[local] = -1
-                cnt[local, 0] = 0
-                for t in range(n_cand):
-                    keep = not excluded[k, 8 + cc[t]]
-                    if keep and kept == 0:
-                        first[local] = t
-                    kept += keep
-                    cnt[local, t + 1] = kept
-                others = 0
-                for c3 in range(8):
-                    if not excluded[k, c3]:
-                        others += totals[q_group[i], c3] - same_c3[c3]
+                kept, first[local] = true_match_counts(excluded, k, cc, 0, n_cand, cnt[local])
                 n_pos[e] = kept
-                n_gallery[e] = kept + others
+                n_gallery[e] = kept + gallery_others(excluded, k, totals[q_group[i]], same_c3)
                 if kept > 0:
                     any_pos = True
                     if identity[k]:
@@ -218,6 +251,8 @@ def _score_fused(
                     d = row[g_cols[j]]
                     near[n_near] = j
                     n_near += (d < last_d) | ((d == last_d) & (j < last_j))
+            # two copies of the loop, one per placement, on purpose: choosing the placement
+            # per image (placement.place) measured 6-7 % more kernel CPU on a 40k pool
             if k_max >= 0:
                 for x in range(n_near):
                     j = near[x]
@@ -256,14 +291,7 @@ def _score_fused(
                 kept = n_pos[e]
                 if kept == 0:
                     continue
-                for t in range(kept + 1):
-                    neg_before[t] = 0
-                for c3 in range(8):
-                    if excluded[k, c3]:
-                        continue
-                    base = c3 * n_cand
-                    for s in range(n_cand):
-                        neg_before[cnt[local, s]] += hist[base + s]
+                negatives_before(excluded, k, hist, 0, n_cand, cnt[local], kept, neg_before)
                 ap[e], inp[e], rank_one = metrics_from_negatives(neg_before, 0, kept)
                 if identity[k]:
                     stamp_next += 1

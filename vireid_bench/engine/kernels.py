@@ -154,6 +154,16 @@ def place_negatives(
     return n_closer_ids
 
 
+@njit(cache=True, inline="always")
+def popcount(x) -> int:
+    """The number of set bits of the unsigned 64-bit word ``x``."""
+    count = 0
+    while x:
+        x &= x - np.uint64(1)
+        count += 1
+    return count
+
+
 @njit(cache=True)
 def distinct_count(values, n) -> int:
     """How many distinct values ``values[:n]`` holds (sorts that prefix in place)."""

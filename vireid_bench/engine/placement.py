@@ -131,3 +131,14 @@ def place_searched(cd, cj, a0, n, d, j):
     while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
         s += 1
     return s
+
+
+@njit(cache=True, inline="always")
+def place(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
+    """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``: by the
+    bucket table where :func:`build_buckets` built one (``k >= 0``,
+    :func:`place_bucketed`), by the direct search otherwise (:func:`place_searched`). The
+    image must precede the last key."""
+    if k >= 0:
+        return place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j)
+    return place_searched(cd, cj, a0, n, d, j)

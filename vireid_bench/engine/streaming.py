@@ -48,6 +48,7 @@ from vireid_bench.engine.kernels import (
     exclusion_table,
     key_less,
     metrics_from_negatives,
+    popcount,
     slot_among_true_matches,
 )
 from vireid_bench.engine.streaming_fused import GroupBlock, PoolGroup, pool_group
@@ -221,15 +222,6 @@ def _count_block(
         n_other[i] += others
 
 
-@njit(cache=True)
-def _popcount(x):
-    count = 0
-    while x:
-        x &= x - np.uint64(1)
-        count += 1
-    return count
-
-
 def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, inp, n_pos, n_gal):
     """Turn the carried counters into first-hit rank, AP, INP, true matches, gallery size."""
     m = start.shape[0] - 1
@@ -248,7 +240,7 @@ def _finish(start, neg_before, n_other, id_bits, identity_cmc, first_rank, ap, i
         if identity_cmc:
             distinct = 0
             for w in range(id_bits.shape[1]):
-                distinct += _popcount(id_bits[i, w])
+                distinct += popcount(id_bits[i, w])
             first_rank[i] = distinct + 1
 
 

@@ -36,14 +36,20 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from vireid_bench.engine.fused import FusedJob, fused_pool, job_tables
-from vireid_bench.engine.kernels import metrics_from_negatives
+from vireid_bench.engine.fused import (
+    FusedJob,
+    fused_pool,
+    gallery_others,
+    job_tables,
+    negatives_before,
+    true_match_counts,
+)
+from vireid_bench.engine.kernels import metrics_from_negatives, popcount
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
     MIN_BUCKETED,
     build_buckets,
-    place_bucketed,
-    place_searched,
+    place,
 )
 
 _CHUNK = 16
@@ -214,10 +220,7 @@ def _count(
                     d = row[block_cols[t]]
                 if g_pid[j] == p:
                     continue  # a candidate or the query itself: placed beforehand
-                if kq >= 0:
-                    s = place_bucketed(cd, cj, a0, n, table, tq, t1[i], inv[i], kq, d, j)
-                else:
-                    s = place_searched(cd, cj, a0, n, d, j)
+                s = place(cd, cj, a0, n, table, tq, t1[i], inv[i], kq, d, j)
                 c3 = rel[g_group[j]]
                 hist[h0 + c3 * n + s] += 1
                 if s <= fm:
@@ -227,15 +230,6 @@ def _count(
                             continue
                         word = g_pid[j] >> 6
                         id_bits[b, word] |= np.uint64(1) << np.uint64(g_pid[j] & 63)
-
-
-@njit(cache=True)
-def _popcount(x):
-    count = 0
-    while x:
-        x &= x - np.uint64(1)
-        count += 1
-    return count
 
 
 @njit(cache=True, parallel=True)
@@ -259,33 +253,18 @@ def _finish(
         h0 = 8 * a0
         for e in range(e_ptr[i], e_ptr[i + 1]):
             k = e_job[e]
-            kept = 0
-            cnt[0] = 0
-            for t in range(n):
-                kept += not excluded[k, 8 + cc[a0 + t]]
-                cnt[t + 1] = kept
-            others = 0
-            for c3 in range(8):
-                if not excluded[k, c3]:
-                    others += totals[q_group[i], c3] - same_c3[c3]
+            kept, _ = true_match_counts(excluded, k, cc, a0, n, cnt)
             n_pos[e] = kept
-            n_gallery[e] = kept + others
+            n_gallery[e] = kept + gallery_others(excluded, k, totals[q_group[i]], same_c3)
             if kept == 0:
                 continue
-            for t in range(kept + 1):
-                neg_before[t] = 0
-            for c3 in range(8):
-                if excluded[k, c3]:
-                    continue
-                base = h0 + c3 * n
-                for s in range(n):
-                    neg_before[cnt[s]] += hist[base + s]
+            negatives_before(excluded, k, hist, h0, n, cnt, kept, neg_before)
             ap[e], inp[e], rank_one = metrics_from_negatives(neg_before, 0, kept)
             if identity[k]:
                 distinct = 0
                 b = bits_of[e]
                 for w in range(id_bits.shape[1]):
-                    distinct += _popcount(id_bits[b, w])
+                    distinct += popcount(id_bits[b, w])
                 rank_one = distinct + 1
             first_rank[e] = rank_one
 
