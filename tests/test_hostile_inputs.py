@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vireid_bench.cli.common import Terminated
+from vireid_bench.cli.common import Terminated, install_signal_handlers, write_output
 from vireid_bench.cli.main import cli
 from vireid_bench.errors import DumpError
 from vireid_bench.io.dump import FeatureSplit, load_dump, write_dump
@@ -582,6 +582,37 @@ def test_signal_mid_run_keeps_previous_output(tmp_path, big_dump, signum, code, 
     assert "Traceback" not in stderr
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no .out.json.*.tmp
+
+
+class _SignalsInFinalizer:
+    """Sends itself ``signum`` while being collected: the handler's exception is raised
+    inside ``__del__``, where Python prints "Exception ignored" and goes on."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize(("signum", "expected"), [
+    (signal.SIGTERM, Terminated),
+    (signal.SIGINT, KeyboardInterrupt),
+])  # fmt: skip
+def test_signal_swallowed_by_a_finalizer_still_stops_the_write(tmp_path, signum, expected):
+    out = tmp_path / "out.json"
+    out.write_text("previous results\n")
+    restore = install_signal_handlers()
+    try:
+        doomed = _SignalsInFinalizer(signum)
+        del doomed  # the signal arrives inside __del__; its exception is swallowed there
+        with pytest.raises(expected) as info:
+            write_output("new results\n", str(out))
+        assert type(info.value) is expected
+    finally:
+        restore()
+    assert out.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
 # ------------------------------------------------------------------ protocol version

@@ -61,6 +61,19 @@ def raise_interrupted(signum, frame) -> None:  # noqa: ARG001 - signal handler s
     raise KeyboardInterrupt
 
 
+def raise_pending_signal() -> None:
+    """Raise the interrupt of a signal this run received but never saw arrive.
+
+    The handlers raise inside whatever Python code runs when the signal lands; when that is
+    a finalizer or a weak-reference callback (garbage collection), Python prints "Exception
+    ignored in ..." and goes on, and the run would finish as if no signal had come. Called
+    before anything is written, so such a run still exits 130 / 143 and leaves the output
+    as it was.
+    """
+    if _received:
+        raise Terminated() if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def install_signal_handlers() -> Callable[[], None]:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, both recorded.
 
@@ -137,6 +150,7 @@ def write_output(
     # lazy: keeps --help light
     from vireid_bench.io.files import OutputError, os_problem, write_text_atomic
 
+    raise_pending_signal()
     if output is None or output == "-":
         try:
             click.echo(text, nl=False)
