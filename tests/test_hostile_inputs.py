@@ -599,7 +599,9 @@ class _SignalsInFinalizer:
     (signal.SIGTERM, Terminated),
     (signal.SIGINT, KeyboardInterrupt),
 ])  # fmt: skip
-def test_signal_swallowed_by_a_finalizer_still_stops_the_write(tmp_path, signum, expected):
+def test_signal_swallowed_by_a_finalizer_still_stops_the_write(
+    tmp_path, capfd, signum, expected
+):
     out = tmp_path / "out.json"
     out.write_text("previous results\n")
     restore = install_signal_handlers()
@@ -613,6 +615,7 @@ def test_signal_swallowed_by_a_finalizer_still_stops_the_write(tmp_path, signum,
         restore()
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert "Exception ignored" not in capfd.readouterr().err  # no traceback for it
 
 
 # ------------------------------------------------------------------ protocol version

@@ -77,7 +77,9 @@ def raise_pending_signal() -> None:
 def install_signal_handlers() -> Callable[[], None]:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, both recorded.
 
-    Returns the function that restores the previous handlers. A SIGINT ignored at start-up
+    An interrupt raised inside a finalizer (and so swallowed) prints nothing: it is
+    honoured later by :func:`raise_pending_signal`. Returns the function that restores the
+    previous handlers and hook. A SIGINT ignored at start-up
     (a shell's background job) stays ignored.
     """
     _received.clear()
@@ -85,11 +87,22 @@ def install_signal_handlers() -> Callable[[], None]:
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:
         signal.signal(signal.SIGINT, raise_interrupted)
+    previous_hook = sys.unraisablehook
+
+    def quiet_interrupts(unraisable) -> None:
+        # an interrupt swallowed by a finalizer is recorded and re-raised by
+        # raise_pending_signal: no "Exception ignored" traceback for it
+        if _received and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
 
     def restore() -> None:
         signal.signal(signal.SIGTERM, previous_term)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
 
     return restore
 
