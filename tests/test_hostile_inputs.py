@@ -616,6 +616,8 @@ def test_signal_swallowed_by_a_finalizer_still_stops_the_write(
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
     assert "Exception ignored" not in capfd.readouterr().err  # no traceback for it
+    write_output("next run\n", str(out))  # the record ended with the run that received it
+    assert out.read_text() == "next run\n"
 
 
 # ------------------------------------------------------------------ protocol version

@@ -103,6 +103,7 @@ def install_signal_handlers() -> Callable[[], None]:
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
         sys.unraisablehook = previous_hook
+        _received.clear()  # what this run received ends with it
 
     return restore
 
