@@ -540,10 +540,12 @@ def _cpu_seconds(pid: int) -> float | None:
 
 @pytest.fixture(scope="module")
 def big_dump(tmp_path_factory):
-    """~12k images: `score --protocol all` runs well over ten seconds on two cores."""
+    """600 ids: `score` takes ~20 s of CPU (12 s wall on two idle cores), so the signal
+    sent after 3.5 s of CPU lands mid-run. (200 ids took 4 s of CPU once the kernels got
+    faster: the signal could arrive after the output was written.)"""
     from vireid_bench.synth.dumps import write_synth_dump
 
-    return write_synth_dump(tmp_path_factory.mktemp("big") / "big.h5", ids=200, dim=32, seed=0)
+    return write_synth_dump(tmp_path_factory.mktemp("big") / "big.h5", ids=600, dim=32, seed=0)
 
 
 @pytest.mark.parametrize(
