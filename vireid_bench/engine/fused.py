@@ -13,12 +13,15 @@ order), so each query's row of distances is read once for all of them. Per query
    minus the query itself) are gathered and sorted by ``(distance, pool position)``. Each
    job's true matches are the candidates its exclusion table keeps (a lookup by
    ``8 + c3``), already in order; ``cnt[s]`` counts them among the first ``s`` candidates.
-3. **One pass.** Every pool image that precedes the last candidate is placed among the
-   candidates (``s`` = candidates before it) by a per-query bucket table over the candidate
-   distances and a fixed number of comparisons (:mod:`vireid_bench.engine.placement`; a
-   branch-free search for a handful of candidates) and counted in a
-   histogram ``hist[c3, s]``. The candidates themselves and the query are then taken out
-   of the histogram (their ``s`` is known), so no identity test runs per image.
+3. **One pass.** Every pool image up to the last candidate's distance is gathered with
+   its distance (no branch per image), placed among the candidates (``s`` = candidates
+   before it) by a per-query bucket table over the candidate distances and a fixed number
+   of comparisons (:mod:`vireid_bench.engine.placement`; a branch-free search for a
+   handful of candidates), ties with a candidate's distance settled by pool position, and
+   counted in a histogram ``hist[c3, s]`` (relation codes read from the pool's per-group
+   code rows; four interleaved copies so that images of one slot do not wait on each
+   other). The candidates themselves and the query are then taken out of the histogram
+   (their ``s`` is known), so no identity test runs per image.
 4. **Per job.** ``neg_before[cnt[s]] += hist[c3, s]`` over the codes the job keeps gives
    the images ranked before each of its true matches; AP, INP and the first-hit rank follow
    as in :mod:`vireid_bench.engine.kernels`. Gallery sizes come from per-group totals. For
@@ -45,9 +48,9 @@ from vireid_bench.engine.kernels import (
 )
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
+    below_bucketed,
     build_buckets,
-    place_bucketed,
-    place_searched,
+    search,
 )
 
 _CHUNK = 16
@@ -129,9 +132,10 @@ def gallery_others(excluded, k, totals_row, same_c3):
 
 
 @njit(cache=True, inline="always")
-def negatives_before(excluded, k, hist, h0, n, cnt, kept, neg_before):
+def negatives_before(excluded, k, hist, h0, stride, n, cnt, kept, neg_before):
     """Job ``k``'s negatives per true match from the per-query histogram
-    ``hist[h0 + c3 * n + s]`` (images with ``s`` candidates before them, by relation code):
+    ``hist[h0 + c3 * stride + s]`` (images with ``s`` candidates before them, ``s`` in
+    ``0 .. n - 1``, by relation code):
     ``neg_before[r]`` (``r`` in ``0 .. kept``) counts the kept images with exactly ``r`` of
     the job's true matches before them."""
     for t in range(kept + 1):
@@ -139,9 +143,41 @@ def negatives_before(excluded, k, hist, h0, n, cnt, kept, neg_before):
     for c3 in range(8):
         if excluded[k, c3]:
             continue
-        base = h0 + c3 * n
+        base = h0 + c3 * stride
         for s in range(n):
             neg_before[cnt[s]] += hist[base + s]
+
+
+@njit(cache=True, inline="always")
+def _fill_histogram(hist, hw, slot, n_near):
+    """Count ``slot[:n_near]`` into ``hist[0 : hw]`` through four interleaved copies
+    (``hist[c * hw : (c + 1) * hw]``, ``c`` = image index mod 4) summed at the end: a
+    single copy makes consecutive images of the same slot wait on each other's stores
+    (measured 1.3-1.5x the kernel's time on a hard 40k pool)."""
+    for t in range(4 * hw):
+        hist[t] = 0
+    x = 0
+    while x + 4 <= n_near:
+        hist[slot[x]] += 1
+        hist[hw + slot[x + 1]] += 1
+        hist[2 * hw + slot[x + 2]] += 1
+        hist[3 * hw + slot[x + 3]] += 1
+        x += 4
+    while x < n_near:
+        hist[slot[x]] += 1
+        x += 1
+    for t in range(hw):
+        hist[t] += hist[hw + t] + hist[2 * hw + t] + hist[3 * hw + t]
+
+
+@njit(cache=True, inline="always")
+def _after_equal_distances(cd, cj, s, d, j):
+    """From slot ``s`` (candidates of smaller distance), step over the candidates of equal
+    distance and smaller pool position. ``cd`` is padded with ``inf`` (``cj`` with a
+    position no image has) past the last candidate."""
+    while cd[s] == d and cj[s] < j:
+        s += 1
+    return s
 
 
 @njit(cache=True, parallel=True)
@@ -155,13 +191,12 @@ def _score_fused(
     e_job,
     g_cols,
     contiguous,
-    g_group,
+    codes,
     g_pid,
     pid_ptr,
     pid_pos,
     excluded,
     identity,
-    relation,
     totals,
     max_list,
     n_ids,
@@ -177,13 +212,16 @@ def _score_fused(
     n_chunks = (n_queries + _CHUNK - 1) // _CHUNK
     width = max_list + 1
     for chunk in prange(n_chunks):
-        cd = np.empty(width, dtype=dist.dtype)
-        cj = np.empty(width, dtype=np.int32)
-        near = np.empty(n_pool, dtype=np.int32)
+        # candidate keys, then one (inf, n_pool) past the last: ends the equal-distance step
+        cd = np.empty(width + 1, dtype=dist.dtype)
+        cj = np.empty(width + 1, dtype=np.int32)
         cc = np.empty(width, dtype=np.uint8)
+        near = np.empty(n_pool, dtype=np.int32)
+        near_d = np.empty(n_pool, dtype=dist.dtype)
+        slot = np.empty(n_pool, dtype=np.int32)
         table = np.empty(BUCKETS_PER_CANDIDATE * width + 2, dtype=np.int32)
         scale = np.empty(1, dtype=dist.dtype)
-        hist = np.empty(8 * width, dtype=np.int64)
+        hist = np.empty(4 * 8 * (width + 1), dtype=np.int32)
         cnt = np.empty((n_jobs, width), dtype=np.int32)
         first = np.empty(n_jobs, dtype=np.int64)
         neg_before = np.empty(width, dtype=np.int64)
@@ -199,14 +237,14 @@ def _score_fused(
             row = dist[q_rows[i]]
             p = q_pid[i]
             me = q_self[i]
-            rel = relation[q_group[i]]
+            code = codes[q_group[i]]
             # candidates: the query's identity in the pool, minus the query
             same_c3[:] = 0
             n_cand = 0
             if p >= 0:
                 for t in range(pid_ptr[p], pid_ptr[p + 1]):
                     j = pid_pos[t]
-                    c3 = rel[g_group[j]]
+                    c3 = code[j]
                     same_c3[c3] += 1
                     if j == me:
                         continue
@@ -232,66 +270,67 @@ def _score_fused(
                         first_max = max(first_max, first[local])
             if not any_pos:
                 continue
-            # the pass: place every image before the last candidate among the candidates
-            for t in range(8 * n_cand):
-                hist[t] = 0
             last_d = cd[n_cand - 1]
-            last_j = cj[n_cand - 1]
+            cd[n_cand] = np.inf
+            cj[n_cand] = n_pool
             t1, inv, k_max = build_buckets(cd, 0, n_cand, table, 0, scale)
-            n_rec = 0
-            # the images before the last candidate, gathered without a branch per image
+            # every image up to the last candidate's distance, gathered without a branch;
+            # the ones of equal distance and larger position land in slot n_cand (ignored)
             n_near = 0
             if contiguous:
                 for j in range(n_pool):
                     d = row[j]
                     near[n_near] = j
-                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
+                    near_d[n_near] = d
+                    n_near += d <= last_d
             else:
                 for j in range(n_pool):
                     d = row[g_cols[j]]
                     near[n_near] = j
-                    n_near += (d < last_d) | ((d == last_d) & (j < last_j))
-            # two copies of the loop, one per placement, on purpose: choosing the placement
-            # per image (placement.place) measured 6-7 % more kernel CPU on a 40k pool
+                    near_d[n_near] = d
+                    n_near += d <= last_d
+            # slot of each: relation code * w + candidates before it; two copies of the
+            # loop, one per placement, on purpose (choosing per image measured 6-7 % slower)
+            w = n_cand + 1
             if k_max >= 0:
                 for x in range(n_near):
-                    j = near[x]
-                    d = row[j] if contiguous else row[g_cols[j]]
-                    s = place_bucketed(cd, cj, 0, n_cand, table, 0, t1, inv, k_max, d, j)
-                    c3 = rel[g_group[j]]
-                    hist[c3 * n_cand + s] += 1
-                    if need_records and s <= first_max:
-                        rec_pid[n_rec] = g_pid[j]
-                        rec_c3[n_rec] = c3
-                        rec_s[n_rec] = s
-                        n_rec += 1
+                    d = near_d[x]
+                    s = below_bucketed(cd, 0, n_cand, table, 0, t1, inv, k_max, d)
+                    if cd[s] == d:
+                        s = _after_equal_distances(cd, cj, s, d, near[x])
+                    slot[x] = code[near[x]] * w + s
             else:
                 for x in range(n_near):
-                    j = near[x]
-                    d = row[j] if contiguous else row[g_cols[j]]
-                    s = place_searched(cd, cj, 0, n_cand, d, j)
-                    c3 = rel[g_group[j]]
-                    hist[c3 * n_cand + s] += 1
-                    if need_records and s <= first_max:
-                        rec_pid[n_rec] = g_pid[j]
-                        rec_c3[n_rec] = c3
+                    d = near_d[x]
+                    s = search(cd, 0, n_cand, d)
+                    if cd[s] == d:
+                        s = _after_equal_distances(cd, cj, s, d, near[x])
+                    slot[x] = code[near[x]] * w + s
+            _fill_histogram(hist, 8 * w, slot, n_near)
+            n_rec = 0
+            if need_records:
+                for x in range(n_near):
+                    s = slot[x] % w
+                    if s <= first_max:
+                        rec_pid[n_rec] = g_pid[near[x]]
+                        rec_c3[n_rec] = slot[x] // w
                         rec_s[n_rec] = s
                         n_rec += 1
-            # the candidates before the last one, and the query, are no negatives
-            for t in range(n_cand - 1):
-                hist[cc[t] * n_cand + t] -= 1
+            # the candidates and the query are no negatives
+            for t in range(n_cand):
+                hist[cc[t] * w + t] -= 1
             if me >= 0:
                 d_me = row[g_cols[me]]
-                if d_me < last_d or (d_me == last_d and me < last_j):
-                    s = place_searched(cd, cj, 0, n_cand, d_me, me)
-                    hist[rel[g_group[me]] * n_cand + s] -= 1
+                if d_me <= last_d:
+                    s = _after_equal_distances(cd, cj, search(cd, 0, n_cand, d_me), d_me, me)
+                    hist[code[me] * w + s] -= 1
             for e in range(e_ptr[i], e_ptr[i + 1]):
                 k = e_job[e]
                 local = e - e_ptr[i]
                 kept = n_pos[e]
                 if kept == 0:
                     continue
-                negatives_before(excluded, k, hist, 0, n_cand, cnt[local], kept, neg_before)
+                negatives_before(excluded, k, hist, 0, w, n_cand, cnt[local], kept, neg_before)
                 ap[e], inp[e], rank_one = metrics_from_negatives(neg_before, 0, kept)
                 if identity[k]:
                     stamp_next += 1
@@ -352,6 +391,7 @@ class FusedPool:
     g_cols: np.ndarray  # int64 [n] distance column of each pool image
     arange_cols: bool  # g_cols is 0 .. n - 1
     g_group: np.ndarray  # int32 [n] label group
+    codes: np.ndarray  # uint8 [groups, n] relation code of each pool image, per query group
     g_pid: np.ndarray  # int32 [n] dense identity
     relation: np.ndarray  # uint8 [groups, groups]
     totals: np.ndarray  # int64 [groups, 8] pool images per relation code, per query group
@@ -389,6 +429,7 @@ def fused_pool(
         g_cols=g_cols,
         arange_cols=bool(np.array_equal(g_cols, np.arange(n))),
         g_group=g_group,
+        codes=np.ascontiguousarray(relation[:, g_group]),
         g_pid=g_pid,
         relation=relation,
         totals=totals,
@@ -453,13 +494,12 @@ def score_pool_jobs(
         e_job,
         pool.g_cols,
         contiguous,
-        pool.g_group,
+        pool.codes,
         pool.g_pid,
         pool.pid_ptr,
         pool.pid_pos,
         job_tables(jobs),
         np.array([bool(job.identity_cmc) for job in jobs], dtype=np.bool_),
-        pool.relation,
         pool.totals,
         pool.max_list,
         pool.n_ids,

@@ -109,16 +109,25 @@ def search(cd, a0, n, d):
 
 
 @njit(cache=True, inline="always")
-def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
-    """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``, with the
-    table of :func:`build_buckets` (``k >= 0``): ``table[b]`` plus ``k`` comparisons, then
-    the keys of equal distance and smaller position. The image must precede the last key
-    (``d <= cd[a0 + n - 1]``)."""
+def below_bucketed(cd, a0, n, table, t0, t1, inv, k, d):
+    """How many of the sorted ``cd[a0 : a0 + n]`` are smaller than ``d``, with the table of
+    :func:`build_buckets` (``k >= 0``): ``table[b]`` plus ``k`` comparisons. ``d`` must not
+    exceed the last key (``d <= cd[a0 + n - 1]``)."""
     first = table[t0 + bucket_of(d, t1, inv)]
     s = first
     last = n - 1
     for x in range(k):
         s += np.int32(cd[a0 + min(first + x, last)] < d)
+    return s
+
+
+@njit(cache=True, inline="always")
+def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
+    """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``, with the
+    table of :func:`build_buckets` (``k >= 0``): :func:`below_bucketed`, then the keys of
+    equal distance and smaller position. The image must precede the last key
+    (``d <= cd[a0 + n - 1]``)."""
+    s = below_bucketed(cd, a0, n, table, t0, t1, inv, k, d)
     while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
         s += 1
     return s

@@ -258,7 +258,7 @@ def _finish(
             n_gallery[e] = kept + gallery_others(excluded, k, totals[q_group[i]], same_c3)
             if kept == 0:
                 continue
-            negatives_before(excluded, k, hist, h0, n, cnt, kept, neg_before)
+            negatives_before(excluded, k, hist, h0, n, n, cnt, kept, neg_before)
             ap[e], inp[e], rank_one = metrics_from_negatives(neg_before, 0, kept)
             if identity[k]:
                 distinct = 0
