@@ -389,6 +389,9 @@ def test_real_signal_during_rerank_exits_cleanly(tmp_path, signum, code, word):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a shell's background job (a suite started with `&`) inherits SIGINT ignored, and
+        # the toolkit rightly keeps it so: the child starts as a foreground command would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout.readline().strip() == "reranking"

@@ -606,6 +606,9 @@ def test_signal_swallowed_by_a_finalizer_still_stops_the_write(
 ):
     out = tmp_path / "out.json"
     out.write_text("previous results\n")
+    # as a foreground command starts (a suite run as a shell's background job inherits
+    # SIGINT ignored, which the handlers rightly keep)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     restore = install_signal_handlers()
     try:
         doomed = _SignalsInFinalizer(signum)
@@ -615,6 +618,7 @@ def test_signal_swallowed_by_a_finalizer_still_stops_the_write(
         assert type(info.value) is expected
     finally:
         restore()
+        signal.signal(signal.SIGINT, previous_int)
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
     assert "Exception ignored" not in capfd.readouterr().err  # no traceback for it
