@@ -149,7 +149,7 @@ def negatives_before(excluded, k, hist, h0, stride, n, cnt, kept, neg_before):
 
 
 @njit(cache=True, inline="always")
-def _fill_histogram(hist, hw, slot, n_near):
+def fill_histogram(hist, hw, slot, n_near):
     """Count ``slot[:n_near]`` into ``hist[0 : hw]`` through four interleaved copies
     (``hist[c * hw : (c + 1) * hw]``, ``c`` = image index mod 4) summed at the end: a
     single copy makes consecutive images of the same slot wait on each other's stores
@@ -306,7 +306,7 @@ def _score_fused(
                     if cd[s] == d:
                         s = _after_equal_distances(cd, cj, s, d, near[x])
                     slot[x] = code[near[x]] * w + s
-            _fill_histogram(hist, 8 * w, slot, n_near)
+            fill_histogram(hist, 8 * w, slot, n_near)
             n_rec = 0
             if need_records:
                 for x in range(n_near):

@@ -125,8 +125,8 @@ def below_bucketed(cd, a0, n, table, t0, t1, inv, k, d):
 def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
     """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``, with the
     table of :func:`build_buckets` (``k >= 0``): :func:`below_bucketed`, then the keys of
-    equal distance and smaller position. The image must precede the last key
-    (``d <= cd[a0 + n - 1]``)."""
+    equal distance and smaller position (``n`` when it follows every key). The image's
+    distance must not exceed the last key's (``d <= cd[a0 + n - 1]``)."""
     s = below_bucketed(cd, a0, n, table, t0, t1, inv, k, d)
     while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
         s += 1
@@ -147,7 +147,7 @@ def place(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
     """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``: by the
     bucket table where :func:`build_buckets` built one (``k >= 0``,
     :func:`place_bucketed`), by the direct search otherwise (:func:`place_searched`). The
-    image must precede the last key."""
+    image's distance must not exceed the last key's (``n`` when it follows every key)."""
     if k >= 0:
         return place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j)
     return place_searched(cd, cj, a0, n, d, j)

@@ -38,6 +38,7 @@ from numba import njit, prange
 
 from vireid_bench.engine.fused import (
     FusedJob,
+    fill_histogram,
     fused_pool,
     gallery_others,
     job_tables,
@@ -164,13 +165,16 @@ def _first_kept(start, cc, e_ptr, e_job, excluded, identity, bits_of):
 def _count(
     dist, q_rows, q_pid, q_group, start, cd, cj, t_start, table, t1, inv, k_max, hist,
     first_max, e_ptr, e_job, first, bits_of, id_bits, excluded, contiguous, g_start,
-    block_pos, block_cols, g_pid, g_group, relation,
+    block_pos, block_cols, g_pid, codes,
 ):  # fmt: skip
     """Add one gallery block to every query's histogram (and identity bit sets).
 
     Images are placed among the candidates by the query's bucket table where it has one
     (``k_max[i] >= 0``, see :func:`_bucket_tables`; the caller passes all ``-1`` when the
     block's distances are not of the candidates' type), by the direct search otherwise.
+    A query's slots (``relation code * n + s``) are counted through four interleaved
+    copies (:func:`~vireid_bench.engine.fused.fill_histogram`) when the block gives it at
+    least as many images as it has slots, straight into ``hist`` otherwise.
 
     Contiguous: the block is pool positions ``g_start + t`` in columns ``t`` of ``dist``;
     otherwise pool positions ``block_pos[t]`` in columns ``block_cols[t]``. ``hist`` has
@@ -179,8 +183,14 @@ def _count(
     m = q_rows.shape[0]
     nb = block_pos.shape[0]
     n_chunks = (m + _CHUNK - 1) // _CHUNK
+    max_cand = 0
+    for i in range(m):
+        max_cand = max(max_cand, start[i + 1] - start[i])
     for chunk in prange(n_chunks):
         near = np.empty(nb, dtype=np.int32)
+        near_d = np.empty(nb, dtype=dist.dtype)
+        slot = np.empty(nb, dtype=np.int32)
+        local = np.empty(4 * (8 * max_cand + 1), dtype=np.int32)
         for i in range(chunk * _CHUNK, min(m, (chunk + 1) * _CHUNK)):
             a0 = start[i]
             n = start[i + 1] - a0
@@ -188,48 +198,55 @@ def _count(
                 continue
             row = dist[q_rows[i]]
             last_d = cd[a0 + n - 1]
-            last_j = cj[a0 + n - 1]
+            # every image up to the last candidate's distance (those of equal distance after
+            # the last candidate in position order get slot n, counted nowhere)
             n_near = 0
             if contiguous:
-                # pool positions g_start + t: before the last candidate in (d, j) order
-                split = last_j - g_start  # t < split <=> j < last_j
                 for t in range(nb):
                     d = row[t]
                     near[n_near] = t
-                    n_near += (d < last_d) | ((d == last_d) & (t < split))
+                    near_d[n_near] = d
+                    n_near += d <= last_d
             else:
                 for t in range(nb):
                     d = row[block_cols[t]]
                     near[n_near] = t
-                    n_near += (d < last_d) | ((d == last_d) & (block_pos[t] < last_j))
+                    near_d[n_near] = d
+                    n_near += d <= last_d
             if n_near == 0:
                 continue
             p = q_pid[i]
-            rel = relation[q_group[i]]
+            code = codes[q_group[i]]
             h0 = 8 * a0
             fm = first_max[i]
             kq = k_max[i]
             tq = t_start[i]
+            # images of the query's identity (the candidates, the query: placed beforehand)
+            # and those after the last candidate go to the extra slot 8 * n
+            extra = 8 * n
             for x in range(n_near):
                 t = near[x]
-                if contiguous:
-                    j = g_start + t
-                    d = row[t]
-                else:
-                    j = block_pos[t]
-                    d = row[block_cols[t]]
-                if g_pid[j] == p:
-                    continue  # a candidate or the query itself: placed beforehand
+                j = g_start + t if contiguous else block_pos[t]
+                d = near_d[x]
                 s = place(cd, cj, a0, n, table, tq, t1[i], inv[i], kq, d, j)
-                c3 = rel[g_group[j]]
-                hist[h0 + c3 * n + s] += 1
-                if s <= fm:
+                c3 = code[j]
+                other = g_pid[j] != p
+                slot[x] = c3 * n + s if other and s < n else extra
+                if s <= fm and other:
                     for e in range(e_ptr[i], e_ptr[i + 1]):
                         b = bits_of[e]
                         if b < 0 or s > first[e] or excluded[e_job[e], c3]:
                             continue
                         word = g_pid[j] >> 6
                         id_bits[b, word] |= np.uint64(1) << np.uint64(g_pid[j] & 63)
+            if n_near >= extra:
+                fill_histogram(local, extra + 1, slot, n_near)
+                for t in range(extra):
+                    hist[h0 + t] += local[t]
+            else:
+                for x in range(n_near):
+                    if slot[x] < extra:
+                        hist[h0 + slot[x]] += 1
 
 
 @njit(cache=True, parallel=True)
@@ -291,6 +308,7 @@ class PoolGroup:
     totals: np.ndarray  # int64 [groups, 8]: pool images per relation code
     g_pid: np.ndarray  # int32 [n] dense identity per pool position
     g_group: np.ndarray  # int32 [n]
+    codes: np.ndarray  # uint8 [groups, n]: relation code of each pool image, per query group
     pid_ptr: np.ndarray
     pid_pos: np.ndarray  # int32 pool positions, grouped by identity, in pool order
     pool_sorted: np.ndarray  # the pool's split indices, sorted
@@ -336,6 +354,7 @@ def pool_group(
         totals=base.totals,
         g_pid=base.g_pid,
         g_group=base.g_group,
+        codes=base.codes,
         pid_ptr=base.pid_ptr,
         pid_pos=base.pid_pos.astype(np.int32),
         pool_sorted=base.sorted_uid,
@@ -427,7 +446,7 @@ class GroupBlock:
             self.t_start, self.table, self.t1, self.inv, k_max, self.hist, self.first_max,
             self.e_ptr, self.e_job, self.first, self.bits_of,
             self.id_bits, group.excluded, group.contiguous, g_start, block_pos, block_cols,
-            group.g_pid, group.g_group, group.relation,
+            group.g_pid, group.codes,
         )  # fmt: skip
 
     def finish(self) -> None:
