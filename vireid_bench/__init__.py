@@ -7,11 +7,20 @@ Public API (nothing heavy is imported until used):
 * :func:`load_dump`, :func:`write_dump` - HDF5 feature dumps (format v1)
 * :func:`resolve_presets`, :func:`builtin_presets` - protocol presets
 * :func:`evaluate_rank` - score a distance matrix (torchreid's arguments) -> (cmc, mAP, mINP)
+
+Importing the package before NumPy sets ``OPENBLAS_THREAD_TIMEOUT`` (unless set) so that
+OpenBLAS's idle threads do not spin on the cores the scoring kernels run on
+(:mod:`vireid_bench.engine.blas_threads`).
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+
+from vireid_bench.engine.blas_threads import quiet_blas_threads
+
+# before anything loads NumPy (and with it OpenBLAS): see vireid_bench.engine.blas_threads
+quiet_blas_threads()
 
 try:
     __version__ = version("vireid-bench")
