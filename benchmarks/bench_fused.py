@@ -28,6 +28,12 @@ shared: read the ratios.
 
 from __future__ import annotations
 
+# isort: off
+# first, as the command does: OpenBLAS's idle threads then sleep (engine/blas_threads.py)
+import vireid_bench  # noqa: F401
+
+# isort: on
+
 import argparse
 import os
 import subprocess
