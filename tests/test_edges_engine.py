@@ -181,21 +181,50 @@ def test_non_finite_distance_block_is_never_scored(tmp_path, monkeypatch, path_n
 
     monkeypatch.setattr(scoring, "distance_block", poisoned)
     monkeypatch.setattr("vireid_bench.engine.distances.distance_block", poisoned)
+    # Euclidean blocks come from distance_block; cosine ones: the next test
     with pytest.raises(DumpError, match=r"k\.h5: features/default: .*NaN or infinite"):
+        cross_r1(dump, distance="euclidean", **PATHS[path_name])
+
+
+@pytest.mark.parametrize("path_name", list(PATHS))
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_product_is_never_scored(tmp_path, monkeypatch, path_name, bad):
+    # the cosine path subtracts and checks in one pass after the product
+    dump = load_dump(known_dump(tmp_path / "k.h5"))
+    real = distances.similarity_product
+
+    def poisoned(query, gallery):
+        product = real(query, gallery)
+        product[-1, -1] = bad
+        return product
+
+    monkeypatch.setattr(distances, "similarity_product", poisoned)
+    with pytest.raises(DumpError, match=r"k\.h5: features/default: 1 distance\(s\) are NaN"):
         cross_r1(dump, **PATHS[path_name])
+
+
+def test_one_pass_cosine_gives_numpy_bits():
+    rng = np.random.default_rng(3)
+    product = rng.uniform(-1.5, 1.5, (7, 300)).astype(np.float32)
+    product[0, :5] = [1e-30, -1e-30, 1.0, 3e38, -3e38]
+    mine = product.copy()
+    assert distances._one_minus_all_finite(mine)
+    np.testing.assert_array_equal(mine, np.float32(1.0) - product)
+    product[3, 7] = np.nan
+    assert not distances._one_minus_all_finite(product.copy())
 
 
 def test_non_finite_rerank_distance_is_never_scored(tmp_path, monkeypatch):
     dump = load_dump(known_dump(tmp_path / "k.h5"))
-    real = distances.distance_block
+    real = distances.similarity_product
 
     def poisoned(*args):
-        dist = real(*args)
-        dist[..., 0] = np.inf
-        return dist
+        product = real(*args)
+        product[..., 0] = np.inf
+        return product
 
     # re-ranking computes its distances with the per-pair recipe (engine.distances)
-    monkeypatch.setattr(distances, "distance_block", poisoned)
+    monkeypatch.setattr(distances, "similarity_product", poisoned)
     with pytest.raises(DumpError, match=r"features/default: .*NaN or infinite"):
         cross_r1(dump, rerank="k-reciprocal")
 
