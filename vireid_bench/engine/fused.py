@@ -48,7 +48,7 @@ from vireid_bench.engine.kernels import (
 )
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
-    below_bucketed,
+    below_bucketed_unsigned,
     build_buckets,
     search,
 )
@@ -150,21 +150,25 @@ def negatives_before(excluded, k, hist, h0, stride, n, cnt, kept, neg_before):
 
 @njit(cache=True, inline="always")
 def fill_histogram(hist, hw, slot, n_near):
-    """Count ``slot[:n_near]`` into ``hist[0 : hw]`` through four interleaved copies
-    (``hist[c * hw : (c + 1) * hw]``, ``c`` = image index mod 4) summed at the end: a
-    single copy makes consecutive images of the same slot wait on each other's stores
-    (measured 1.3-1.5x the kernel's time on a hard 40k pool)."""
+    """Count ``slot[:n_near]`` (unsigned) into ``hist[0 : hw]`` through four interleaved
+    copies (``hist[c * hw : (c + 1) * hw]``, ``c`` = image index mod 4) summed at the end:
+    a single copy makes consecutive images of the same slot wait on each other's stores
+    (measured 1.3-1.5x the kernel's time on a hard 40k pool). Unsigned indices: Numba
+    adds a negative-index wraparound to every signed one."""
     for t in range(4 * hw):
         hist[t] = 0
+    u1 = np.uint64(hw)
+    u2 = np.uint64(2 * hw)
+    u3 = np.uint64(3 * hw)
     x = 0
     while x + 4 <= n_near:
-        hist[slot[x]] += 1
-        hist[hw + slot[x + 1]] += 1
-        hist[2 * hw + slot[x + 2]] += 1
-        hist[3 * hw + slot[x + 3]] += 1
+        hist[np.uint64(slot[x])] += 1
+        hist[u1 + np.uint64(slot[x + 1])] += 1
+        hist[u2 + np.uint64(slot[x + 2])] += 1
+        hist[u3 + np.uint64(slot[x + 3])] += 1
         x += 4
     while x < n_near:
-        hist[slot[x]] += 1
+        hist[np.uint64(slot[x])] += 1
         x += 1
     for t in range(hw):
         hist[t] += hist[hw + t] + hist[2 * hw + t] + hist[3 * hw + t]
@@ -216,9 +220,9 @@ def _score_fused(
         cd = np.empty(width + 1, dtype=dist.dtype)
         cj = np.empty(width + 1, dtype=np.int32)
         cc = np.empty(width, dtype=np.uint8)
-        near = np.empty(n_pool, dtype=np.int32)
+        near = np.empty(n_pool, dtype=np.uint32)
         near_d = np.empty(n_pool, dtype=dist.dtype)
-        slot = np.empty(n_pool, dtype=np.int32)
+        slot = np.empty(n_pool, dtype=np.uint32)
         table = np.empty(BUCKETS_PER_CANDIDATE * width + 2, dtype=np.int32)
         scale = np.empty(1, dtype=dist.dtype)
         hist = np.empty(4 * 8 * (width + 1), dtype=np.int32)
@@ -275,30 +279,34 @@ def _score_fused(
             cj[n_cand] = n_pool
             t1, inv, k_max = build_buckets(cd, 0, n_cand, table, 0, scale)
             # every image up to the last candidate's distance, gathered without a branch;
-            # the ones of equal distance and larger position land in slot n_cand (ignored)
-            n_near = 0
+            # the ones of equal distance and larger position land in slot n_cand (ignored).
+            # Unsigned counters and indices here and below: Numba adds a negative-index
+            # wraparound to every signed index, which cost the placement loop ~40 %.
+            gathered = np.uint64(0)
             if contiguous:
                 for j in range(n_pool):
                     d = row[j]
-                    near[n_near] = j
-                    near_d[n_near] = d
-                    n_near += d <= last_d
+                    near[gathered] = j
+                    near_d[gathered] = d
+                    gathered += np.uint64(d <= last_d)
             else:
                 for j in range(n_pool):
                     d = row[g_cols[j]]
-                    near[n_near] = j
-                    near_d[n_near] = d
-                    n_near += d <= last_d
+                    near[gathered] = j
+                    near_d[gathered] = d
+                    gathered += np.uint64(d <= last_d)
+            n_near = np.int64(gathered)
             # slot of each: relation code * w + candidates before it; two copies of the
             # loop, one per placement, on purpose (choosing per image measured 6-7 % slower)
             w = n_cand + 1
+            uw = np.uint64(w)
             if k_max >= 0:
                 for x in range(n_near):
                     d = near_d[x]
-                    s = below_bucketed(cd, 0, n_cand, table, 0, t1, inv, k_max, d)
+                    s = below_bucketed_unsigned(cd, n_cand, table, t1, inv, k_max, d)
                     if cd[s] == d:
-                        s = _after_equal_distances(cd, cj, s, d, near[x])
-                    slot[x] = code[near[x]] * w + s
+                        s = np.uint64(_after_equal_distances(cd, cj, np.int64(s), d, near[x]))
+                    slot[x] = code[near[x]] * uw + s
             else:
                 for x in range(n_near):
                     d = near_d[x]
@@ -310,10 +318,10 @@ def _score_fused(
             n_rec = 0
             if need_records:
                 for x in range(n_near):
-                    s = slot[x] % w
+                    s = np.int64(slot[x]) % w
                     if s <= first_max:
                         rec_pid[n_rec] = g_pid[near[x]]
-                        rec_c3[n_rec] = slot[x] // w
+                        rec_c3[n_rec] = np.int64(slot[x]) // w
                         rec_s[n_rec] = s
                         n_rec += 1
             # the candidates and the query are no negatives

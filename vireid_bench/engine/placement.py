@@ -122,6 +122,21 @@ def below_bucketed(cd, a0, n, table, t0, t1, inv, k, d):
 
 
 @njit(cache=True, inline="always")
+def below_bucketed_unsigned(cd, n, table, t1, inv, k, d):
+    """:func:`below_bucketed` for a table and keys at offset 0, in unsigned arithmetic
+    (returns ``np.uint64``). Numba adds a negative-index wraparound to every signed index;
+    without it the fused kernel's placement loop ran ~1.4x faster on a hard 40k pool.
+    The bucket is :func:`bucket_of`'s (the same truncation of a positive value)."""
+    y = (d - t1) * inv
+    first = np.uint64(table[np.uint64(y) if y > 0 else np.uint64(0)])
+    s = first
+    last = np.uint64(n - 1)
+    for x in range(k):
+        s += np.uint64(cd[min(first + np.uint64(x), last)] < d)
+    return s
+
+
+@njit(cache=True, inline="always")
 def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
     """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``, with the
     table of :func:`build_buckets` (``k >= 0``): :func:`below_bucketed`, then the keys of
