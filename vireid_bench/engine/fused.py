@@ -303,7 +303,7 @@ def _score_fused(
             if k_max >= 0:
                 for x in range(n_near):
                     d = near_d[x]
-                    s = below_bucketed_unsigned(cd, n_cand, table, t1, inv, k_max, d)
+                    s = below_bucketed_unsigned(cd, 0, n_cand, table, 0, t1, inv, k_max, d)
                     if cd[s] == d:
                         s = np.uint64(_after_equal_distances(cd, cj, np.int64(s), d, near[x]))
                     slot[x] = code[near[x]] * uw + s

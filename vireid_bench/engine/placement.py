@@ -109,40 +109,31 @@ def search(cd, a0, n, d):
 
 
 @njit(cache=True, inline="always")
-def below_bucketed(cd, a0, n, table, t0, t1, inv, k, d):
+def below_bucketed_unsigned(cd, a0, n, table, t0, t1, inv, k, d):
     """How many of the sorted ``cd[a0 : a0 + n]`` are smaller than ``d``, with the table of
-    :func:`build_buckets` (``k >= 0``): ``table[b]`` plus ``k`` comparisons. ``d`` must not
-    exceed the last key (``d <= cd[a0 + n - 1]``)."""
-    first = table[t0 + bucket_of(d, t1, inv)]
-    s = first
-    last = n - 1
-    for x in range(k):
-        s += np.int32(cd[a0 + min(first + x, last)] < d)
-    return s
-
-
-@njit(cache=True, inline="always")
-def below_bucketed_unsigned(cd, n, table, t1, inv, k, d):
-    """:func:`below_bucketed` for a table and keys at offset 0, in unsigned arithmetic
-    (returns ``np.uint64``). Numba adds a negative-index wraparound to every signed index;
-    without it the fused kernel's placement loop ran ~1.4x faster on a hard 40k pool.
-    The bucket is :func:`bucket_of`'s (the same truncation of a positive value)."""
+    :func:`build_buckets` (``k >= 0``): ``table[b]`` plus ``k`` comparisons, in unsigned
+    arithmetic (returns ``np.uint64``); ``d`` must not exceed the last key. Numba adds a
+    negative-index wraparound to every signed index; without it the fused kernel's
+    placement loop ran ~1.4x faster on a hard 40k pool. The bucket is
+    :func:`bucket_of`'s (the same truncation of a positive value)."""
     y = (d - t1) * inv
-    first = np.uint64(table[np.uint64(y) if y > 0 else np.uint64(0)])
+    ua0 = np.uint64(a0)
+    first = np.uint64(table[np.uint64(t0) + (np.uint64(y) if y > 0 else np.uint64(0))])
     s = first
     last = np.uint64(n - 1)
     for x in range(k):
-        s += np.uint64(cd[min(first + np.uint64(x), last)] < d)
+        s += np.uint64(cd[ua0 + min(first + np.uint64(x), last)] < d)
     return s
 
 
 @njit(cache=True, inline="always")
 def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
     """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``, with the
-    table of :func:`build_buckets` (``k >= 0``): :func:`below_bucketed`, then the keys of
-    equal distance and smaller position (``n`` when it follows every key). The image's
-    distance must not exceed the last key's (``d <= cd[a0 + n - 1]``)."""
-    s = below_bucketed(cd, a0, n, table, t0, t1, inv, k, d)
+    table of :func:`build_buckets` (``k >= 0``): :func:`below_bucketed_unsigned`, then the
+    keys of equal distance and smaller position (``n`` when it follows every key). The
+    image's distance must not exceed the last key's (``d <= cd[a0 + n - 1]``). The kernels
+    inline the same two steps."""
+    s = np.int64(below_bucketed_unsigned(cd, a0, n, table, t0, t1, inv, k, d))
     while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
         s += 1
     return s
@@ -155,14 +146,3 @@ def place_searched(cd, cj, a0, n, d, j):
     while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
         s += 1
     return s
-
-
-@njit(cache=True, inline="always")
-def place(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
-    """How many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` precede ``(d, j)``: by the
-    bucket table where :func:`build_buckets` built one (``k >= 0``,
-    :func:`place_bucketed`), by the direct search otherwise (:func:`place_searched`). The
-    image's distance must not exceed the last key's (``n`` when it follows every key)."""
-    if k >= 0:
-        return place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j)
-    return place_searched(cd, cj, a0, n, d, j)

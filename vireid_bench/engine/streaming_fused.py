@@ -49,8 +49,9 @@ from vireid_bench.engine.kernels import metrics_from_negatives, popcount
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
     MIN_BUCKETED,
+    below_bucketed_unsigned,
     build_buckets,
-    place,
+    search,
 )
 
 _CHUNK = 16
@@ -187,9 +188,9 @@ def _count(
     for i in range(m):
         max_cand = max(max_cand, start[i + 1] - start[i])
     for chunk in prange(n_chunks):
-        near = np.empty(nb, dtype=np.int32)
+        near = np.empty(nb, dtype=np.uint32)
         near_d = np.empty(nb, dtype=dist.dtype)
-        slot = np.empty(nb, dtype=np.int32)
+        slot = np.empty(nb, dtype=np.uint32)
         local = np.empty(4 * (8 * max_cand + 1), dtype=np.int32)
         for i in range(chunk * _CHUNK, min(m, (chunk + 1) * _CHUNK)):
             a0 = start[i]
@@ -200,19 +201,21 @@ def _count(
             last_d = cd[a0 + n - 1]
             # every image up to the last candidate's distance (those of equal distance after
             # the last candidate in position order get slot n, counted nowhere)
-            n_near = 0
+            # (unsigned counters and indices: Numba wraps every signed index)
+            gathered = np.uint64(0)
             if contiguous:
                 for t in range(nb):
                     d = row[t]
-                    near[n_near] = t
-                    near_d[n_near] = d
-                    n_near += d <= last_d
+                    near[gathered] = t
+                    near_d[gathered] = d
+                    gathered += np.uint64(d <= last_d)
             else:
                 for t in range(nb):
                     d = row[block_cols[t]]
-                    near[n_near] = t
-                    near_d[n_near] = d
-                    n_near += d <= last_d
+                    near[gathered] = t
+                    near_d[gathered] = d
+                    gathered += np.uint64(d <= last_d)
+            n_near = np.int64(gathered)
             if n_near == 0:
                 continue
             p = q_pid[i]
@@ -224,11 +227,20 @@ def _count(
             # images of the query's identity (the candidates, the query: placed beforehand)
             # and those after the last candidate go to the extra slot 8 * n
             extra = 8 * n
+            ua0 = np.uint64(a0)
+            un = np.uint64(n)
             for x in range(n_near):
                 t = near[x]
                 j = g_start + t if contiguous else block_pos[t]
                 d = near_d[x]
-                s = place(cd, cj, a0, n, table, tq, t1[i], inv[i], kq, d, j)
+                if kq >= 0:
+                    su = below_bucketed_unsigned(cd, a0, n, table, tq, t1[i], inv[i], kq, d)
+                else:
+                    su = np.uint64(search(cd, a0, n, d))
+                # the keys of equal distance and smaller position (n: after every key)
+                while su < un and cd[ua0 + su] == d and cj[ua0 + su] < j:
+                    su += np.uint64(1)
+                s = np.int64(su)
                 c3 = code[j]
                 other = g_pid[j] != p
                 slot[x] = c3 * n + s if other and s < n else extra
