@@ -253,14 +253,11 @@ def checked_distance_block(
     """:func:`distance_block` checked by :func:`check_distances` (naming ``source`` and
     ``features/<name>``). Cosine on float32 rows takes one pass for the subtraction and the
     check (same values, bit for bit)."""
-    if distance == "cosine":
+    if distance == "cosine" and query.dtype == gallery.dtype == np.float32:
         product = similarity_product(query, gallery)
-        if product.dtype == np.float32 and product.flags.c_contiguous:
-            if _one_minus_all_finite(product):
-                return product
-            return check_distances(product, source, name)  # raises, counting the bad ones
-        np.subtract(np.float32(1.0), product, out=product)
-        return check_distances(product, source, name)
+        if _one_minus_all_finite(product):
+            return product
+        return check_distances(product, source, name)  # raises, counting the bad ones
     return check_distances(distance_block(query, gallery, distance, gallery_sq), source, name)
 
 

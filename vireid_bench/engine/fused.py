@@ -48,6 +48,7 @@ from vireid_bench.engine.kernels import (
 )
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
+    after_equal_distances,
     below_bucketed_unsigned,
     build_buckets,
     search,
@@ -174,16 +175,6 @@ def fill_histogram(hist, hw, slot, n_near):
         hist[t] += hist[hw + t] + hist[2 * hw + t] + hist[3 * hw + t]
 
 
-@njit(cache=True, inline="always")
-def _after_equal_distances(cd, cj, s, d, j):
-    """From slot ``s`` (candidates of smaller distance), step over the candidates of equal
-    distance and smaller pool position. ``cd`` is padded with ``inf`` (``cj`` with a
-    position no image has) past the last candidate."""
-    while cd[s] == d and cj[s] < j:
-        s += 1
-    return s
-
-
 @njit(cache=True, parallel=True)
 def _score_fused(
     dist,
@@ -216,7 +207,7 @@ def _score_fused(
     n_chunks = (n_queries + _CHUNK - 1) // _CHUNK
     width = max_list + 1
     for chunk in prange(n_chunks):
-        # candidate keys, then one (inf, n_pool) past the last: ends the equal-distance step
+        # candidate keys, then one (inf, n_pool) past the last: `cd[s] == d` reads it
         cd = np.empty(width + 1, dtype=dist.dtype)
         cj = np.empty(width + 1, dtype=np.int32)
         cc = np.empty(width, dtype=np.uint8)
@@ -304,15 +295,16 @@ def _score_fused(
                 for x in range(n_near):
                     d = near_d[x]
                     s = below_bucketed_unsigned(cd, 0, n_cand, table, 0, t1, inv, k_max, d)
-                    if cd[s] == d:
-                        s = np.uint64(_after_equal_distances(cd, cj, np.int64(s), d, near[x]))
+                    if cd[s] == d:  # a candidate of equal distance (rare)
+                        walked = after_equal_distances(cd, cj, 0, n_cand, np.int64(s), d, near[x])
+                        s = np.uint64(walked)
                     slot[x] = code[near[x]] * uw + s
             else:
                 for x in range(n_near):
                     d = near_d[x]
                     s = search(cd, 0, n_cand, d)
                     if cd[s] == d:
-                        s = _after_equal_distances(cd, cj, s, d, near[x])
+                        s = after_equal_distances(cd, cj, 0, n_cand, s, d, near[x])
                     slot[x] = code[near[x]] * w + s
             fill_histogram(hist, 8 * w, slot, n_near)
             n_rec = 0
@@ -330,7 +322,8 @@ def _score_fused(
             if me >= 0:
                 d_me = row[g_cols[me]]
                 if d_me <= last_d:
-                    s = _after_equal_distances(cd, cj, search(cd, 0, n_cand, d_me), d_me, me)
+                    s = search(cd, 0, n_cand, d_me)
+                    s = after_equal_distances(cd, cj, 0, n_cand, s, d_me, me)
                     hist[code[me] * w + s] -= 1
             for e in range(e_ptr[i], e_ptr[i + 1]):
                 k = e_job[e]

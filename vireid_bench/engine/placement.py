@@ -109,16 +109,26 @@ def search(cd, a0, n, d):
 
 
 @njit(cache=True, inline="always")
+def after_equal_distances(cd, cj, a0, n, s, d, j):
+    """From ``s`` (how many of the sorted keys ``(cd, cj)[a0 : a0 + n]`` have a smaller
+    distance than ``d``), step over the keys of equal distance and smaller position than
+    ``j``: how many keys precede ``(d, j)`` (``n`` when it follows every key). Signed
+    integers; the hot loops call it only when the key at ``s`` has distance ``d`` (rare)."""
+    while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
+        s += 1
+    return s
+
+
+@njit(cache=True, inline="always")
 def below_bucketed_unsigned(cd, a0, n, table, t0, t1, inv, k, d):
     """How many of the sorted ``cd[a0 : a0 + n]`` are smaller than ``d``, with the table of
     :func:`build_buckets` (``k >= 0``): ``table[b]`` plus ``k`` comparisons, in unsigned
     arithmetic (returns ``np.uint64``); ``d`` must not exceed the last key. Numba adds a
     negative-index wraparound to every signed index; without it the fused kernel's
-    placement loop ran ~1.4x faster on a hard 40k pool. The bucket is
-    :func:`bucket_of`'s (the same truncation of a positive value)."""
-    y = (d - t1) * inv
+    placement loop ran ~1.4x faster on a hard 40k pool (the bucket, never negative, is
+    cast: the same compiled :func:`bucket_of` builds and reads the table)."""
     ua0 = np.uint64(a0)
-    first = np.uint64(table[np.uint64(t0) + (np.uint64(y) if y > 0 else np.uint64(0))])
+    first = np.uint64(table[np.uint64(t0) + np.uint64(bucket_of(d, t1, inv))])
     s = first
     last = np.uint64(n - 1)
     for x in range(k):
@@ -134,15 +144,10 @@ def place_bucketed(cd, cj, a0, n, table, t0, t1, inv, k, d, j):
     image's distance must not exceed the last key's (``d <= cd[a0 + n - 1]``). The kernels
     inline the same two steps."""
     s = np.int64(below_bucketed_unsigned(cd, a0, n, table, t0, t1, inv, k, d))
-    while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
-        s += 1
-    return s
+    return after_equal_distances(cd, cj, a0, n, s, d, j)
 
 
 @njit(cache=True, inline="always")
 def place_searched(cd, cj, a0, n, d, j):
     """The same without a table: :func:`search`, then the keys of equal distance."""
-    s = search(cd, a0, n, d)
-    while s < n and cd[a0 + s] == d and cj[a0 + s] < j:
-        s += 1
-    return s
+    return after_equal_distances(cd, cj, a0, n, search(cd, a0, n, d), d, j)

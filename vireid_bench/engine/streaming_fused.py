@@ -49,6 +49,7 @@ from vireid_bench.engine.kernels import metrics_from_negatives, popcount
 from vireid_bench.engine.placement import (
     BUCKETS_PER_CANDIDATE,
     MIN_BUCKETED,
+    after_equal_distances,
     below_bucketed_unsigned,
     build_buckets,
     search,
@@ -237,10 +238,9 @@ def _count(
                     su = below_bucketed_unsigned(cd, a0, n, table, tq, t1[i], inv[i], kq, d)
                 else:
                     su = np.uint64(search(cd, a0, n, d))
-                # the keys of equal distance and smaller position (n: after every key)
-                while su < un and cd[ua0 + su] == d and cj[ua0 + su] < j:
-                    su += np.uint64(1)
                 s = np.int64(su)
+                if su < un and cd[ua0 + su] == d:  # a key of equal distance (rare)
+                    s = after_equal_distances(cd, cj, a0, n, s, d, j)
                 c3 = code[j]
                 other = g_pid[j] != p
                 slot[x] = c3 * n + s if other and s < n else extra
